@@ -1,0 +1,133 @@
+"""A KV-cached batched sampler over any transformers causal LM: the CPU engine and parity reference."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from gps_env.engines.base import Rollouts, SamplingParams
+
+
+def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Mask (to -inf) the tokens outside the smallest set whose probability reaches ``top_p``."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    cumulative = sorted_logits.softmax(-1).cumsum(-1)
+    drop_sorted = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+class TransformersEngine:
+    """Batched sampling with a KV cache, left padding and explicit position ids.
+
+    The engine owns a private copy of the policy (as vLLM does); :meth:`load_weights` copies new weights
+    into it in place, so the trainer's parameters and the sampler's never alias.
+
+    Args:
+        model: a causal LM; it is deep-copied.
+        tokenizer: its tokenizer (BOS prepended by the engine, EOS stops a row).
+        max_batch_rows: rows sampled at once; larger requests are split into chunks.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        max_batch_rows: int = 1024,
+    ) -> None:
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.max_batch_rows = max_batch_rows
+        self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
+
+    def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
+        own = self.model.state_dict()
+        missing = set(own) - set(state)
+        if missing:
+            raise ValueError(f"load_weights: missing tensors {sorted(missing)[:5]}")
+        with torch.no_grad():
+            for name, tensor in own.items():
+                tensor.copy_(state[name])
+
+    def _encode(self, prompt: str) -> list[int]:
+        return [self.tokenizer.bos_token_id, *self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        sampling: SamplingParams,
+        generator: torch.Generator,
+    ) -> Rollouts:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        encoded = [self._encode(p) for p in prompts]
+        longest = max(map(len, encoded), default=0)
+        if longest + sampling.max_new_tokens > self.max_positions:
+            raise ValueError(
+                f"prompt ({longest} tokens) + max_new_tokens ({sampling.max_new_tokens}) exceeds the "
+                f"model's {self.max_positions} positions"
+            )
+        rows = [ids for ids in encoded for _ in range(n)]
+        per_chunk = max(n, self.max_batch_rows - self.max_batch_rows % n)
+        parts = [
+            self._sample(rows[i : i + per_chunk], sampling, generator) for i in range(0, len(rows), per_chunk)
+        ]
+        completion_ids = [c for ids, _ in parts for c in ids]
+        logprobs = [lp for _, lps in parts for lp in lps]
+        texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+        return Rollouts(rows, completion_ids, logprobs, texts, n)
+
+    def _sample(
+        self, rows: list[list[int]], sampling: SamplingParams, generator: torch.Generator
+    ) -> tuple[list[list[int]], list[np.ndarray]]:
+        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        tokens, logps = [], []
+        done = torch.zeros(len(rows), dtype=torch.bool)
+        step_input, step_positions = ids, positions
+        for _ in range(sampling.max_new_tokens):
+            out = self.model(
+                input_ids=step_input,
+                attention_mask=mask,
+                position_ids=step_positions,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logits = out.logits[:, -1].float() / sampling.temperature
+            logp_all = torch.log_softmax(logits, -1)
+            probs = _top_p_filter(logits, sampling.top_p).softmax(-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            token = torch.where(done, torch.full_like(token, pad), token)
+            tokens.append(token)
+            logps.append(logp_all.gather(-1, token.unsqueeze(-1)).squeeze(-1))
+            done = done | (token == eos)
+            if bool(done.all()):
+                break
+            step_input = token.unsqueeze(-1)
+            step_positions = step_positions[:, -1:] + 1
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+        token_matrix = torch.stack(tokens, 1).tolist()
+        logp_matrix = torch.stack(logps, 1).numpy()
+        completions, logprobs = [], []
+        for i, row in enumerate(token_matrix):
+            length = row.index(eos) + 1 if eos in row else len(row)
+            completions.append(row[:length])
+            logprobs.append(logp_matrix[i, :length].copy())
+        return completions, logprobs

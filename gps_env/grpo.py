@@ -1,0 +1,157 @@
+"""One GRPO update from scored rollouts (Shao et al., 2024; DAPO's clip-higher and token-mean).
+
+For a group of ``n`` rollouts of one prompt with binary rewards ``r``:
+
+    A_i      = w_prompt * (r_i - mean(r)) / (std(r) + eps)       # std term optional (Dr. GRPO drops it)
+    ratio_t  = exp(logp_t - logp_old_t)
+    L        = - sum_t min(ratio_t * A, clip(ratio_t, 1 - eps_low, 1 + eps_high) * A)  / T_batch
+               + kl_coef * sum_t k3(pi_theta || pi_ref)_t / T_batch
+
+``T_batch`` counts every completion token of the batch, including those of zero-advantage groups (token-mean
+as in DAPO/verl), so a batch with few informative groups moves the policy less: this is the waste that
+prompt selection removes. Zero-advantage groups contribute no gradient and are skipped in the forward pass.
+With one update per batch ``logp_old`` is the current policy's (detached), so the ratio is 1 and the clip
+only matters for ``epochs > 1``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """Hyperparameters of the update.
+
+    Attributes:
+        lr: Adam learning rate.
+        eps_low, eps_high: asymmetric ratio clip (DAPO clip-higher).
+        kl_coef: weight of the k3 KL estimate to the initial policy (0 disables it and the reference copy).
+        grad_clip: max global gradient norm.
+        scale_by_std: divide advantages by the group's standard deviation.
+        epochs: optimisation passes over each batch.
+        adv_eps: added to the std.
+    """
+
+    lr: float = 1e-4
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    kl_coef: float = 0.0
+    grad_clip: float = 1.0
+    scale_by_std: bool = True
+    epochs: int = 1
+    adv_eps: float = 1e-6
+
+
+def group_advantages(rewards: np.ndarray, scale_by_std: bool = True, eps: float = 1e-6) -> np.ndarray:
+    """Per-rollout advantages from ``rewards`` of shape (groups, n)."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    centred = rewards - rewards.mean(axis=1, keepdims=True)
+    if scale_by_std:
+        centred = centred / (rewards.std(axis=1, keepdims=True) + eps)
+    return centred
+
+
+@dataclass
+class GRPOStats:
+    loss: float
+    grad_norm: float
+    kept_groups: int
+    total_groups: int
+    tokens: int
+    clip_fraction: float
+    kl: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return dict(self.__dict__)
+
+
+class GRPOTrainer:
+    """Owns the policy's optimiser (and the frozen reference when ``kl_coef > 0``)."""
+
+    def __init__(self, policy: PreTrainedModel, config: GRPOConfig, pad_token_id: int) -> None:
+        self.policy = policy
+        self.config = config
+        self.pad_token_id = pad_token_id
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+        self.reference = None
+        if config.kl_coef > 0:
+            self.reference = copy.deepcopy(policy).eval()
+            for p in self.reference.parameters():
+                p.requires_grad_(False)
+
+    def _batch(self, prompt_ids: Sequence[list[int]], completion_ids: Sequence[list[int]]):
+        rows = [p + c for p, c in zip(prompt_ids, completion_ids)]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        completion_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+            ids[i, : len(p) + len(c)] = torch.tensor(p + c)
+            attention[i, : len(p) + len(c)] = 1
+            completion_mask[i, len(p) : len(p) + len(c)] = True
+        return ids, attention, completion_mask
+
+    @staticmethod
+    def _token_logprobs(model: PreTrainedModel, ids, attention) -> torch.Tensor:
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+        return torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+    def step(
+        self,
+        prompt_ids: Sequence[list[int]],
+        completion_ids: Sequence[list[int]],
+        rewards: np.ndarray,
+        weights: np.ndarray | None = None,
+    ) -> GRPOStats:
+        """Update the policy on ``groups * n`` rollouts (``rewards`` has shape (groups, n))."""
+        rewards = np.asarray(rewards, dtype=np.float64)
+        groups, n = rewards.shape
+        weights = np.ones(groups) if weights is None else np.asarray(weights, dtype=np.float64)
+        advantages = group_advantages(rewards, self.config.scale_by_std, self.config.adv_eps) * weights[:, None]
+        total_tokens = sum(len(c) for c in completion_ids)
+        kept = np.flatnonzero(np.abs(advantages).sum(axis=1) > 0)
+        if kept.size == 0:
+            return GRPOStats(0.0, 0.0, 0, groups, total_tokens, 0.0, 0.0)
+        rows = [g * n + j for g in kept for j in range(n)]
+        ids, attention, completion_mask = self._batch(
+            [prompt_ids[r] for r in rows], [completion_ids[r] for r in rows]
+        )
+        mask = completion_mask[:, 1:].float()
+        adv = torch.tensor(advantages[kept].reshape(-1), dtype=torch.float32)[:, None]
+        self.policy.train()
+        with torch.no_grad():
+            old = self._token_logprobs(self.policy, ids, attention)
+            ref = self._token_logprobs(self.reference, ids, attention) if self.reference is not None else None
+        for _ in range(self.config.epochs):
+            logp = self._token_logprobs(self.policy, ids, attention)
+            ratio = torch.exp(logp - old)
+            clipped = ratio.clamp(1 - self.config.eps_low, 1 + self.config.eps_high)
+            surrogate = torch.minimum(ratio * adv, clipped * adv)
+            per_token = -surrogate
+            kl = torch.zeros_like(logp)
+            if ref is not None:
+                kl = torch.exp(ref - logp) - (ref - logp) - 1
+                per_token = per_token + self.config.kl_coef * kl
+            loss = (per_token * mask).sum() / total_tokens
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+        self.policy.eval()
+        clip_fraction = float(((ratio - clipped).abs() > 0).float().mul(mask).sum() / mask.sum())
+        return GRPOStats(
+            loss=float(loss.detach()),
+            grad_norm=float(grad_norm),
+            kept_groups=int(kept.size),
+            total_groups=groups,
+            tokens=total_tokens,
+            clip_fraction=clip_fraction,
+            kl=float((kl.detach() * mask).sum() / mask.sum()),
+        )

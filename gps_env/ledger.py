@@ -1,0 +1,94 @@
+"""The rollout-cost ledger: every selector pays by the same rules.
+
+Costs are counted by *purpose* (``train``: rollouts the policy is updated on; ``probe``: rollouts an oracle
+selector spends to look at candidates; ``eval``: held-out measurement) and, for seconds, by *phase*
+(``generate``, ``verify``, ``update``, ``select``). A probe rollout that is then trained on is charged
+once, as probe. The selector's budget is ``train + probe`` rollouts; ``eval`` is the experimenter's cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+PURPOSES = ("train", "probe", "eval")
+PHASES = ("generate", "verify", "update", "select")
+
+
+class RolloutLedger:
+    """Counts rollouts, prompt and completion tokens and seconds by purpose and phase."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.rollouts = dict.fromkeys(PURPOSES, 0)
+        self.prompt_tokens = dict.fromkeys(PURPOSES, 0)
+        self.completion_tokens = dict.fromkeys(PURPOSES, 0)
+        self.seconds = {p: dict.fromkeys(PHASES, 0.0) for p in PURPOSES}
+
+    @staticmethod
+    def _check(purpose: str, phase: str | None = None) -> None:
+        if purpose not in PURPOSES:
+            raise ValueError(f"unknown purpose {purpose!r}; expected one of {PURPOSES}")
+        if phase is not None and phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+
+    def charge(
+        self,
+        purpose: str,
+        phase: str | None = None,
+        *,
+        seconds: float = 0.0,
+        rollouts: int = 0,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+    ) -> None:
+        """Add costs; ``seconds`` need a ``phase``."""
+        self._check(purpose, phase)
+        if min(seconds, rollouts, prompt_tokens, completion_tokens) < 0:
+            raise ValueError("costs must be non-negative")
+        if seconds and phase is None:
+            raise ValueError("seconds must be charged to a phase")
+        self.rollouts[purpose] += int(rollouts)
+        self.prompt_tokens[purpose] += int(prompt_tokens)
+        self.completion_tokens[purpose] += int(completion_tokens)
+        if phase is not None:
+            self.seconds[purpose][phase] += float(seconds)
+
+    @contextmanager
+    def timer(self, purpose: str, phase: str) -> Iterator[None]:
+        """Charge the wall-clock time of the ``with`` block."""
+        self._check(purpose, phase)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[purpose][phase] += time.perf_counter() - start
+
+    @property
+    def selector_rollouts(self) -> int:
+        """Rollouts the selector is accountable for: train + probe."""
+        return self.rollouts["train"] + self.rollouts["probe"]
+
+    def summary(self, seconds: bool = True) -> dict[str, Any]:
+        """A JSON-serialisable snapshot (fresh objects); ``seconds=False`` leaves out wall-clock times."""
+        out: dict[str, Any] = {
+            "rollouts": {**self.rollouts, "selector": self.selector_rollouts},
+            "prompt_tokens": dict(self.prompt_tokens),
+            "completion_tokens": dict(self.completion_tokens),
+        }
+        if seconds:
+            out["seconds"] = {p: dict(v) for p, v in self.seconds.items()}
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.summary(seconds=True)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rollouts = {p: int(state["rollouts"][p]) for p in PURPOSES}
+        self.prompt_tokens = {p: int(state["prompt_tokens"][p]) for p in PURPOSES}
+        self.completion_tokens = {p: int(state["completion_tokens"][p]) for p in PURPOSES}
+        self.seconds = {p: {ph: float(state["seconds"][p][ph]) for ph in PHASES} for p in PURPOSES}

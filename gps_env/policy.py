@@ -1,0 +1,217 @@
+"""The embedded world's tiny reasoning policy: a character tokenizer, a small Llama, and its warm start.
+
+The warm start is supervised fine-tuning on problems drawn from the task mix, stopped by a *competence
+target* rather than a step count: SFT on these tasks goes through a sharp phase transition, and RL only
+has something to do if it starts from partial competence (``shared/research/tiny_world.md``). Competence
+is the mean probability the model assigns to the reference answer, which for tasks with one correct
+answer is exactly its expected sampled accuracy at temperature 1, and costs one forward pass.
+
+The result is deterministic in its config and cached on disk (``~/.cache/gps_env`` or ``$GPS_ENV_CACHE``)
+under a hash of that config, saved with ``save_pretrained`` (safetensors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from gps_env.tasks import TaskMix, default_mix
+
+SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
+CHARACTERS = list("0123456789+-*=,:>() ")
+WARM_START_VERSION = 1  # bump when the recipe changes, so stale caches are not reused
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A character-level tokenizer over digits, operators and punctuation; pads on the left."""
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + CHARACTERS)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    core.pre_tokenizer = pre_tokenizers.Split(pattern=Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<pad>",
+        padding_side="left",
+    )
+
+
+def encode(tokenizer: PreTrainedTokenizerFast, text: str) -> list[int]:
+    """Token ids of ``text`` with the BOS prepended (the tokenizer itself adds no special tokens)."""
+    return [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Architecture and warm-start recipe of the tiny policy (the cache key is a hash of all of it)."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 384
+    max_positions: int = 64
+    # Warm start (SFT).
+    seed: int = 0
+    batch_size: int = 128
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup_steps: int = 50
+    schedule_steps: int = 1000
+    max_steps: int = 1000
+    competence_target: float = 0.5
+    check_every: int = 25
+    check_size: int = 512
+    mix: str = "default"  # name of the task mix; see ``mixes()``
+
+    def key(self) -> str:
+        mix = mixes()[self.mix].describe() if self.mix in mixes() else None
+        blob = json.dumps({**dataclasses.asdict(self), "mix_spec": mix, "v": WARM_START_VERSION}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def mixes() -> dict[str, TaskMix]:
+    """Task mixes a warm start can be trained on, by name."""
+    return {"default": default_mix()}
+
+
+def build_model(config: PolicyConfig, vocab_size: int, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+    torch.manual_seed(config.seed)
+    model_config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=config.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(model_config)
+
+
+def supervised_batch(
+    tokenizer: PreTrainedTokenizerFast, pairs: list[tuple[str, str]]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``(input_ids, attention_mask, labels)`` with the loss on answer + EOS only."""
+    rows, label_rows = [], []
+    for prompt, answer in pairs:
+        p = encode(tokenizer, prompt)
+        a = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(p + a)
+        label_rows.append([-100] * len(p) + a)
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (row, lab) in enumerate(zip(rows, label_rows)):
+        ids[i, : len(row)] = torch.tensor(row)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(row)] = 1
+    return ids, mask, labels
+
+
+@torch.no_grad()
+def answer_probability(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, pairs: list[tuple[str, str]]
+) -> np.ndarray:
+    """Per-pair probability of generating exactly ``answer`` + EOS after ``prompt`` at temperature 1."""
+    ids, mask, labels = supervised_batch(tokenizer, pairs)
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    targets = labels[:, 1:]
+    logp = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    logp = (logp * (targets != -100)).sum(-1)
+    return logp.exp().numpy()
+
+
+def warm_start(
+    config: PolicyConfig | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Return the directory of the warm-started policy, training and caching it on first use.
+
+    The directory holds the model and tokenizer (``from_pretrained`` loads both) and ``warm_start.json``
+    with the recipe, the step SFT stopped at, the competence reached and the seconds it took.
+    """
+    config = config or PolicyConfig()
+    root = Path(cache_dir or os.environ.get("GPS_ENV_CACHE") or Path.home() / ".cache" / "gps_env")
+    out = root / f"policy-{config.key()}"
+    if (out / "warm_start.json").exists():
+        return out
+    if config.mix not in mixes():
+        raise ValueError(f"unknown task mix {config.mix!r}; known: {sorted(mixes())}")
+    mix = mixes()[config.mix]
+    tokenizer = build_tokenizer()
+    model = build_model(config, len(tokenizer), tokenizer)
+    rng = np.random.default_rng([config.seed, 7])
+    check_problems = mix.sample_unique(config.check_size, np.random.default_rng([config.seed, 8]))
+    check = [(p.prompt, p.answer) for p in check_problems]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=0.01)
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup_steps:
+            return config.lr * (step + 1) / config.warmup_steps
+        t = min(1.0, (step - config.warmup_steps) / max(1, config.schedule_steps - config.warmup_steps))
+        return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * t))
+
+    from tqdm.auto import tqdm
+
+    start, competence, step, history = time.perf_counter(), 0.0, 0, []
+    bar = tqdm(total=config.max_steps, desc="warm start (SFT)", disable=not progress, leave=False)
+    for step in range(1, config.max_steps + 1):
+        model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step - 1)
+        batch = [(p.prompt, p.answer) for p in (mix.sample(rng) for _ in range(config.batch_size))]
+        ids, mask, labels = supervised_batch(tokenizer, batch)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.update(1)
+        if step % config.check_every == 0:
+            model.eval()
+            competence = float(answer_probability(model, tokenizer, check).mean())
+            history.append({"step": step, "loss": round(loss.item(), 4), "competence": round(competence, 4)})
+            bar.set_postfix(loss=f"{loss.item():.3f}", competence=f"{competence:.3f}")
+            if competence >= config.competence_target:
+                break
+    bar.close()
+    tmp = root / f".tmp-{config.key()}-{os.getpid()}"
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    record = {
+        "config": dataclasses.asdict(config),
+        "version": WARM_START_VERSION,
+        "stopped_at_step": step,
+        "competence": competence,
+        "seconds": time.perf_counter() - start,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "history": history,
+    }
+    (tmp / "warm_start.json").write_text(json.dumps(record, indent=2))
+    tmp.replace(out) if not out.exists() else None
+    return out
+
+
+def load_policy(path: str | Path) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """Load a saved policy and its tokenizer (safetensors weights) in eval mode."""
+    model = LlamaForCausalLM.from_pretrained(path, use_safetensors=True)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+    return model.eval(), tokenizer
