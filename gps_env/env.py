@@ -322,6 +322,7 @@ class PromptSelectionEnv(gym.Env):
         if self.time_in_info:
             info["time"] = {ph: self.ledger.seconds["train"][ph] - before["train"][ph]
                             for ph in ("generate", "verify", "update")}
+            info["time"]["eval"] = sum(self.ledger.seconds["eval"].values()) - sum(before["eval"].values())
             info["time"]["select"] = step_start - self._returned_at
             info["time"]["step"] = time.perf_counter() - step_start
         info["ledger"] = self.ledger.summary(seconds=self.time_in_info)
