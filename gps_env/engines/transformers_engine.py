@@ -98,14 +98,18 @@ class TransformersEngine:
             ids[i, width - len(row) :] = torch.tensor(row)
             mask[i, width - len(row) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # One preallocated mask: prompt part, then ones for generated positions (finished rows feed pads that
+        # nothing reads).
+        full_mask = torch.cat([mask, torch.ones((len(rows), sampling.max_new_tokens), dtype=torch.long)], -1)
         cache = DynamicCache()
         tokens, logps = [], []
         done = torch.zeros(len(rows), dtype=torch.bool)
+        pad_column = torch.full((len(rows),), pad, dtype=torch.long)
         step_input, step_positions = ids, positions
-        for _ in range(sampling.max_new_tokens):
+        for t in range(sampling.max_new_tokens):
             out = self.model(
                 input_ids=step_input,
-                attention_mask=mask,
+                attention_mask=full_mask[:, : width + t],
                 position_ids=step_positions,
                 past_key_values=cache,
                 use_cache=True,
@@ -114,7 +118,7 @@ class TransformersEngine:
             logp_all = torch.log_softmax(logits, -1)
             probs = _top_p_filter(logits, sampling.top_p).softmax(-1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-            token = torch.where(done, torch.full_like(token, pad), token)
+            token = torch.where(done, pad_column, token)
             tokens.append(token)
             logps.append(logp_all.gather(-1, token.unsqueeze(-1)).squeeze(-1))
             done = done | (token == eos)
@@ -122,7 +126,6 @@ class TransformersEngine:
                 break
             step_input = token.unsqueeze(-1)
             step_positions = step_positions[:, -1:] + 1
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
         token_matrix = torch.stack(tokens, 1).tolist()
         logp_matrix = torch.stack(logps, 1).numpy()
         completions, logprobs = [], []
