@@ -18,6 +18,7 @@ from gps_env.grpo import GRPOConfig, GRPOTrainer
 from gps_env.ledger import RolloutLedger
 from gps_env.policy import PolicyConfig, load_policy, mixes, warm_start
 from gps_env.pool import PromptPool
+from gps_env.selectors import spearman
 
 _INT_MAX = np.iinfo(np.int64).max
 EngineFactory = Callable[[Any, Any], RolloutEngine]
@@ -68,7 +69,10 @@ class PromptSelectionEnv(gym.Env):
 
     **Action** (``PromptBatch``): ``batch_size`` distinct int64 prompt indices into the pool. To give
     per-prompt loss weights (Weighted GRPO) pass ``{"prompts": indices, "weights": weights}`` with
-    finite, non-negative weights of shape ``(batch_size,)``. An invalid action raises ``ValueError``
+    finite, non-negative weights of shape ``(batch_size,)``; a selector that predicts success may add
+    ``"predictions"`` (its predicted success per selected prompt, in [0, 1]) and gets back
+    ``info["spearman"]``, the rank correlation with the observed success (positive = good prediction).
+    An invalid action raises ``ValueError``
     naming the problem before anything is generated or charged; the env state is unchanged.
 
     **Observation** (``Dict``; fresh arrays on every call):
@@ -224,8 +228,11 @@ class PromptSelectionEnv(gym.Env):
         if self.eval_every:
             info["eval"] = self.evaluate()
             info["ledger"] = self.ledger.summary(seconds=self.time_in_info)
-        self._returned_at = time.perf_counter()
+        self._returned_at, self._charged_then = time.perf_counter(), self._charged_seconds()
         return self._observation(), info
+
+    def _charged_seconds(self) -> float:
+        return sum(sum(phases.values()) for phases in self.ledger.seconds.values())
 
     def _check_running(self) -> None:
         if not self._started:
@@ -238,14 +245,16 @@ class PromptSelectionEnv(gym.Env):
         return self._step >= self.max_steps or spent
 
     # ------------------------------------------------------------------ actions
-    def parse_action(self, action: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Validate ``action`` and return ``(indices, weights)``; raise ``ValueError`` naming the problem."""
-        weights = None
+    def parse_action(self, action: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Validate ``action``: return ``(indices, weights, predictions)`` or raise ``ValueError`` naming it."""
+        weights = predictions = None
         if isinstance(action, Mapping):
-            unknown = set(action) - {"prompts", "weights"}
+            unknown = set(action) - {"prompts", "weights", "predictions"}
             if "prompts" not in action or unknown:
-                raise ValueError(f"a dict action needs key 'prompts' and optionally 'weights'; got {sorted(action)}")
-            action, weights = action["prompts"], action.get("weights")
+                raise ValueError(
+                    f"a dict action needs key 'prompts' and optionally 'weights', 'predictions'; got {sorted(action)}"
+                )
+            action, weights, predictions = action["prompts"], action.get("weights"), action.get("predictions")
         indices = np.asarray(action)
         if indices.dtype == object or not (np.issubdtype(indices.dtype, np.integer)):
             raise ValueError(f"prompt indices must be integers, got dtype {indices.dtype}")
@@ -270,14 +279,25 @@ class PromptSelectionEnv(gym.Env):
                 raise ValueError("weights must be finite (no NaN or inf)")
             if np.any(w < 0):
                 raise ValueError(f"weights must be non-negative, got min {w.min()}")
-        return indices.astype(np.int64), w
+        if predictions is not None:
+            predictions = np.asarray(predictions)
+            if predictions.dtype == object or not np.issubdtype(predictions.dtype, np.number):
+                raise ValueError(f"predictions must be real numbers, got dtype {predictions.dtype}")
+            predictions = predictions.astype(np.float64)
+            if predictions.shape != (self.batch_size,):
+                raise ValueError(f"expected {self.batch_size} predictions, got shape {predictions.shape}")
+            if not np.all((predictions >= 0) & (predictions <= 1)):
+                raise ValueError("predictions must be success probabilities in [0, 1]")
+        return indices.astype(np.int64), w, predictions
 
     def step(self, action: Any):
         """Train on the selected batch: generate, verify, one GRPO update, charge, observe."""
         self._check_running()
-        indices, weights = self.parse_action(action)
+        indices, weights, predictions = self.parse_action(action)
         step_start = time.perf_counter()
-        self.ledger.charge("train", "select", seconds=step_start - self._returned_at)
+        # The gap since the last return, less what the ledger charged meanwhile (probes, evaluations).
+        select_seconds = max(0.0, step_start - self._returned_at - (self._charged_seconds() - self._charged_then))
+        self.ledger.charge("train", "select", seconds=select_seconds)
         before = {p: dict(v) for p, v in self.ledger.seconds.items()}
 
         reused = [i for i in indices.tolist() if i in self._probe_cache]
@@ -305,8 +325,9 @@ class PromptSelectionEnv(gym.Env):
         self._last_batch = indices.copy()
         self._last_rewards = rewards.astype(np.float32)
 
-        mixed = (rewards.min(axis=1) < rewards.max(axis=1))
+        mixed = rewards.min(axis=1) < rewards.max(axis=1)
         esr = float(mixed.mean())
+        self.ledger.record_groups(mixed=int(mixed.sum()), total=len(mixed))
         info: dict[str, Any] = {
             "step": self._step,
             "esr": esr,
@@ -317,16 +338,19 @@ class PromptSelectionEnv(gym.Env):
             "tokens": {"prompt": batch.prompt_tokens, "completion": batch.completion_tokens},
             "grpo": stats.as_dict(),
         }
+        if predictions is not None:
+            rho = spearman(predictions, rewards.mean(axis=1))
+            info["spearman"] = None if np.isnan(rho) else rho
         if self.eval_every and self._step % self.eval_every == 0:
             info["eval"] = self.evaluate()
         if self.time_in_info:
             info["time"] = {ph: self.ledger.seconds["train"][ph] - before["train"][ph]
                             for ph in ("generate", "verify", "update")}
             info["time"]["eval"] = sum(self.ledger.seconds["eval"].values()) - sum(before["eval"].values())
-            info["time"]["select"] = step_start - self._returned_at
+            info["time"]["select"] = select_seconds
             info["time"]["step"] = time.perf_counter() - step_start
         info["ledger"] = self.ledger.summary(seconds=self.time_in_info)
-        self._returned_at = time.perf_counter()
+        self._returned_at, self._charged_then = time.perf_counter(), self._charged_seconds()
         return self._observation(), esr, False, self._truncated(), info
 
     # ------------------------------------------------------------------ rollouts, probes, evaluation

@@ -28,6 +28,9 @@ class RolloutLedger:
         self.prompt_tokens = dict.fromkeys(PURPOSES, 0)
         self.completion_tokens = dict.fromkeys(PURPOSES, 0)
         self.seconds = {p: dict.fromkeys(PHASES, 0.0) for p in PURPOSES}
+        self.steps = 0
+        self.mixed_groups = 0
+        self.trained_groups = 0
 
     @staticmethod
     def _check(purpose: str, phase: str | None = None) -> None:
@@ -58,6 +61,14 @@ class RolloutLedger:
         if phase is not None:
             self.seconds[purpose][phase] += float(seconds)
 
+    def record_groups(self, mixed: int, total: int) -> None:
+        """Count one training step's groups, and how many of them had mixed outcomes (non-zero advantage)."""
+        if not 0 <= mixed <= total:
+            raise ValueError(f"need 0 <= mixed <= total, got {mixed}, {total}")
+        self.steps += 1
+        self.mixed_groups += int(mixed)
+        self.trained_groups += int(total)
+
     @contextmanager
     def timer(self, purpose: str, phase: str) -> Iterator[None]:
         """Charge the wall-clock time of the ``with`` block."""
@@ -79,6 +90,9 @@ class RolloutLedger:
             "rollouts": {**self.rollouts, "selector": self.selector_rollouts},
             "prompt_tokens": dict(self.prompt_tokens),
             "completion_tokens": dict(self.completion_tokens),
+            "steps": self.steps,
+            "groups": {"trained": self.trained_groups, "mixed": self.mixed_groups},
+            "esr": self.mixed_groups / self.trained_groups if self.trained_groups else None,
         }
         if seconds:
             out["seconds"] = {p: dict(v) for p, v in self.seconds.items()}
@@ -92,3 +106,6 @@ class RolloutLedger:
         self.prompt_tokens = {p: int(state["prompt_tokens"][p]) for p in PURPOSES}
         self.completion_tokens = {p: int(state["completion_tokens"][p]) for p in PURPOSES}
         self.seconds = {p: {ph: float(state["seconds"][p][ph]) for ph in PHASES} for p in PURPOSES}
+        self.steps = int(state["steps"])
+        self.trained_groups = int(state["groups"]["trained"])
+        self.mixed_groups = int(state["groups"]["mixed"])

@@ -23,12 +23,20 @@ class SelectorAgent:
         self.env = inner
         self.pool_size = len(inner.pool)
         self.batch_size = inner.batch_size
+        self.k = inner.k
+        if not 1 <= self.batch_size <= self.pool_size:
+            raise ValueError(f"batch_size {self.batch_size} must be in [1, pool size {self.pool_size}]")
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._learnt_step = 0
 
     def act(self, obs: dict[str, np.ndarray]) -> Any:
         """Learn from the last step's feedback (once), then return the next action."""
+        n = np.shape(obs.get("times_selected", ()))
+        if n != (self.pool_size,):
+            raise ValueError(
+                f"observation is for a pool of shape {n}, but this agent was built for {self.pool_size} prompts"
+            )
         step = int(obs["step"][0])
         if step < self._learnt_step:  # a new episode began: forget the old one
             self.reset()

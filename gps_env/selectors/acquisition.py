@@ -1,0 +1,231 @@
+"""Acquisition rules shared by the selector agents (sources in ``shared/research/algorithms.md``).
+
+Conventions: ``gamma`` is a predicted (or sampled, or observed) success probability per prompt in [0, 1];
+functions return int64 pool indices; ties are broken by ``rng`` when one is given, else by index.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check_target(target: float) -> None:
+    if not 0.0 <= target <= 1.0:
+        raise ValueError(f"target must be in [0, 1], got {target}")
+
+
+def _check_count(b: int, n: int) -> None:
+    if not 1 <= b <= n:
+        raise ValueError(f"cannot pick b={b} from {n} candidates (need 1 <= b <= n)")
+
+
+def utility(gamma: np.ndarray, target: float = 0.5) -> np.ndarray:
+    """``u(γ) = -(γ - target)²``: highest for prompts whose success is nearest the target (GPS Eq. 12)."""
+    _check_target(target)
+    gamma = np.asarray(gamma, dtype=np.float64)
+    return -((gamma - target) ** 2)
+
+
+def _order(score: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """Indices sorting ``score`` ascending; equal scores in random (rng) or index order."""
+    tie = rng.random(score.shape[0]) if rng is not None else np.arange(score.shape[0])
+    return np.lexsort((tie, score))
+
+
+def top_nearest_target(
+    gamma: np.ndarray,
+    b: int,
+    target: float = 0.5,
+    candidates: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """The ``b`` prompts (among ``candidates``, default all) whose ``gamma`` is nearest ``target`` (MoPPS top-k).
+
+    ``gamma`` is indexed by pool index; no pick is farther from the target than a candidate left out.
+    """
+    _check_target(target)
+    gamma = np.asarray(gamma, dtype=np.float64)
+    pool = np.arange(gamma.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    _check_count(b, pool.shape[0])
+    distance = np.abs(gamma[pool] - target)
+    return pool[_order(distance, rng)[:b]].astype(np.int64)
+
+
+def band_filter(gamma: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Boolean mask of ``low <= gamma <= high`` (DS band-pass, MoPPS threshold mode)."""
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"need 0 <= low <= high <= 1, got low={low}, high={high}")
+    gamma = np.asarray(gamma, dtype=np.float64)
+    return (gamma >= low) & (gamma <= high)
+
+
+def distance_to_band(gamma: np.ndarray, low: float, high: float) -> np.ndarray:
+    """How far each ``gamma`` lies outside ``[low, high]`` (0 inside): the fallback ranking of band rules."""
+    gamma = np.asarray(gamma, dtype=np.float64)
+    return np.maximum(low - gamma, 0.0) + np.maximum(gamma - high, 0.0)
+
+
+def thompson_draws(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per prompt from ``Beta(alpha, beta)`` (MoPPS's posterior sampling)."""
+    alpha, beta = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
+    if alpha.shape != beta.shape:
+        raise ValueError(f"alpha and beta shapes differ: {alpha.shape} vs {beta.shape}")
+    if np.any(~(alpha > 0)) or np.any(~(beta > 0)):
+        raise ValueError("Beta parameters must be positive and finite")
+    return rng.beta(alpha, beta)
+
+
+def _distances_to(e: np.ndarray, anchors_sum: np.ndarray, count: int, kind: str, anchors: np.ndarray | None):
+    """Summed distance of every row of ``e`` to a set of anchors (given by their sum for cosine)."""
+    if kind == "cosine":
+        return count - e @ anchors_sum
+    # chordal: ||x - y|| = sqrt(2 - 2 cos) for unit vectors; a metric, but not linear in the anchors
+    cos = np.clip(e @ anchors.T, -1.0, 1.0)
+    return np.sqrt(np.maximum(2.0 - 2.0 * cos, 0.0)).sum(axis=1)
+
+
+def greedy_diverse(
+    utilities: np.ndarray,
+    embeddings: np.ndarray,
+    b: int,
+    lam: float,
+    previous: np.ndarray | None = None,
+    candidates: np.ndarray | None = None,
+    distance: str = "cosine",
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Greedy max-sum diversification with utility (GPS Eqs. 12–14; Borodin et al., 2012; our normalisation).
+
+    Maximises, over batches S of size b,
+
+        F(S) = mean_{τ∈S} u_τ + λ · [ mean_{i<j∈S} d(i, j) + mean_{i∈S, j∈P} d(i, j) ]
+
+    with ``P`` the previous batch. Means (not sums) keep λ scale-free: both terms are O(1) whatever b is.
+    The utility and inter-step terms are modular (a per-prompt score m_τ); the greedy of Borodin et al. picks
+    ``argmax_τ ½·m_τ + λ·w·Σ_{s∈S} d(τ, s)`` (w = 2 / (b(b−1))), which is a 1/2-approximation when d is a
+    metric and m ≥ 0. ``distance="cosine"`` (default) is ``1 − cos`` on L2-normalised embeddings, which
+    is not a metric, so the guarantee is formally for ``distance="chordal"`` (``‖x − y‖``). With cosine each
+    pick costs one (N × d) mat-vec, since the summed distance to the picks is ``|S| − E · Σ_{s∈S} e_s``;
+    chordal costs O(N·|S|·d) per pick.
+
+    Returns ``(indices, terms)`` with the batch's ``utility``, ``dispersion`` and ``inter_step`` terms.
+    """
+    if lam < 0 or not np.isfinite(lam):
+        raise ValueError(f"lam must be finite and >= 0, got {lam}")
+    if distance not in ("cosine", "chordal"):
+        raise ValueError(f"distance must be 'cosine' or 'chordal', got {distance!r}")
+    u = np.asarray(utilities, dtype=np.float64)
+    e = np.asarray(embeddings, dtype=np.float32)
+    if e.ndim != 2 or e.shape[0] != u.shape[0]:
+        raise ValueError(f"embeddings must be (N, d) with N = {u.shape[0]}, got {e.shape}")
+    if not np.all(np.isfinite(u)) or not np.all(np.isfinite(e)):
+        raise ValueError("utilities and embeddings must be finite (no NaN or inf)")
+    pool = np.arange(u.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    _check_count(b, pool.shape[0])
+    ec, uc = e[pool], u[pool]
+    pair_weight = 2.0 / (b * (b - 1)) if b > 1 else 0.0
+    # Modular part: utility plus the inter-step term (distance to the previous batch, one mat-vec).
+    modular = uc / b
+    if previous is not None and len(previous) > 0 and lam > 0:
+        p = e[np.asarray(previous, dtype=np.int64)]
+        modular = modular + lam * _distances_to(ec, p.sum(axis=0), p.shape[0], distance, p) / (b * p.shape[0])
+    picked: list[int] = []
+    running = np.zeros(e.shape[1], dtype=np.float64)
+    available = np.ones(pool.shape[0], dtype=bool)
+    for size in range(b):
+        gain = 0.5 * modular
+        if size and lam > 0:
+            gain = gain + lam * pair_weight * _distances_to(ec, running, size, distance, ec[picked])
+        gain[~available] = -np.inf
+        best = int(np.argmax(gain))
+        picked.append(best)
+        available[best] = False
+        running += ec[best]
+    chosen = pool[np.asarray(picked)]
+    return chosen.astype(np.int64), batch_terms(u, embeddings, chosen, previous, distance)
+
+
+def batch_terms(
+    utilities: np.ndarray,
+    embeddings: np.ndarray,
+    batch: np.ndarray,
+    previous: np.ndarray | None = None,
+    distance: str = "cosine",
+) -> dict[str, float]:
+    """The three terms of the GPS objective for one batch (logged every step)."""
+
+    def dist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        d = 1.0 - x @ y.T
+        return d if distance == "cosine" else np.sqrt(np.maximum(2.0 * d, 0.0))
+
+    e = np.asarray(embeddings, dtype=np.float64)[np.asarray(batch)]
+    b = e.shape[0]
+    dispersion = 0.0
+    if b > 1:
+        dispersion = float(dist(e, e)[np.triu_indices(b, 1)].mean())
+    inter = 0.0
+    if previous is not None and len(previous) > 0:
+        p = np.asarray(embeddings, dtype=np.float64)[np.asarray(previous)]
+        inter = float(dist(e, p).mean())
+    return {
+        "utility": float(np.asarray(utilities, dtype=np.float64)[np.asarray(batch)].mean()),
+        "dispersion": dispersion,
+        "inter_step": inter,
+    }
+
+
+def pairing_choice(
+    success: np.ndarray,
+    k: int,
+    n_pairs: int,
+    c: int = 2,
+    candidates: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positive–negative pairing (Sheng et al., 2026): ``n_pairs`` anchors q⁺ and ``n_pairs`` q⁻.
+
+    q⁺ is hard but solvable: success in ``[1/k, c/k]`` (at least one, at most c successes of k);
+    q⁻ is easy but brittle: success in ``[1 - c/k, 1 - 1/k]``. Within each band the hardest q⁺ and the
+    easiest q⁻ come first. When a band has too few prompts, the rest are filled by the candidates nearest
+    the band, never repeating a prompt. ``success`` is indexed by pool index.
+    """
+    if k < 2:
+        raise ValueError(f"pairing needs k >= 2 samples per prompt to see both outcomes, got {k}")
+    if not 1 <= c < k:
+        raise ValueError(f"need 1 <= c < k, got c={c}, k={k}")
+    gamma = np.asarray(success, dtype=np.float64)
+    pool = np.arange(gamma.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    _check_count(2 * n_pairs, pool.shape[0])
+    g = gamma[pool]
+    # Rank keys: distance outside the band first, then the within-band preference.
+    pos_key = distance_to_band(g, 1 / k, c / k) * 10 + g
+    neg_key = distance_to_band(g, 1 - c / k, 1 - 1 / k) * 10 - g
+    pos_order = _order(pos_key, rng)
+    positives = pool[pos_order[:n_pairs]]
+    remaining = np.setdiff1d(np.arange(pool.shape[0]), pos_order[:n_pairs], assume_unique=True)
+    neg_order = remaining[_order(neg_key[remaining], rng)]
+    negatives = pool[neg_order[:n_pairs]]
+    return positives.astype(np.int64), negatives.astype(np.int64)
+
+
+def spearman(predicted: np.ndarray, observed: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant.
+
+    Sign convention: positive means prompts predicted to succeed more did succeed more (MoPPS logs the
+    negative of this).
+    """
+    x, y = np.asarray(predicted, dtype=np.float64), np.asarray(observed, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"spearman needs two 1-d arrays of one length, got {x.shape} and {y.shape}")
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(values.shape[0], dtype=np.float64)
+    ranks[order] = np.arange(values.shape[0], dtype=np.float64)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
