@@ -21,6 +21,7 @@ from gps_env.pool import PromptPool
 from gps_env.selectors import spearman
 
 _INT_MAX = np.iinfo(np.int64).max
+MAX_WEIGHT = 1e6  # per-prompt loss weights above this would overflow float32 advantages
 EngineFactory = Callable[[Any, Any], RolloutEngine]
 
 
@@ -92,7 +93,9 @@ class PromptSelectionEnv(gym.Env):
 
     **Reward**: the effective-sample ratio (ESR) of the batch, the share of groups with mixed outcomes
     (the groups with a non-zero GRPO advantage). **Terminated** is always False (training has no terminal
-    state); **truncated** when ``max_steps`` steps or ``rollout_budget`` selector rollouts are spent.
+    state); **truncated** when ``max_steps`` steps or ``rollout_budget`` selector rollouts are spent. The
+    budget is checked when a step returns: probes may overshoot it, and the step that follows them still
+    runs (on the rollouts already paid for) and returns ``truncated=True``.
 
     **Info**: ``step``, ``esr``, ``mean_reward``, ``batch``, ``prompt_success`` (B,), ``tokens``,
     ``grpo`` (update statistics), ``ledger`` (:meth:`RolloutLedger.summary`), ``time`` (seconds by phase of
@@ -200,7 +203,7 @@ class PromptSelectionEnv(gym.Env):
             "rollouts_spent": spaces.Box(0, _INT_MAX, shape=(1,), dtype=np.int64),
         })
         self.ledger = RolloutLedger()
-        self._started = False
+        self._started = self._done = False
 
     # ------------------------------------------------------------------ episode control
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -223,7 +226,7 @@ class PromptSelectionEnv(gym.Env):
         self._step = 0
         self._probe_cache: dict[int, tuple[Rollouts, np.ndarray]] = {}
         self._last_eval: dict[str, Any] | None = None
-        self._started = True
+        self._started, self._done = True, False
         info: dict[str, Any] = {"step": 0, "ledger": self.ledger.summary(seconds=self.time_in_info)}
         if self.eval_every:
             info["eval"] = self.evaluate()
@@ -236,8 +239,8 @@ class PromptSelectionEnv(gym.Env):
 
     def _check_running(self) -> None:
         if not self._started:
-            raise gym.error.ResetNeeded("call reset() before step() or probe()")
-        if self._truncated():
+            raise gym.error.ResetNeeded("call reset() before step(), probe() or evaluate()")
+        if self._done:
             raise gym.error.ResetNeeded("the episode is truncated (step or rollout budget spent); call reset()")
 
     def _truncated(self) -> bool:
@@ -279,6 +282,8 @@ class PromptSelectionEnv(gym.Env):
                 raise ValueError("weights must be finite (no NaN or inf)")
             if np.any(w < 0):
                 raise ValueError(f"weights must be non-negative, got min {w.min()}")
+            if np.any(w > MAX_WEIGHT):
+                raise ValueError(f"weights must be at most {MAX_WEIGHT:g} (float32 update), got {w.max():g}")
         if predictions is not None:
             predictions = np.asarray(predictions)
             if predictions.dtype == object or not np.issubdtype(predictions.dtype, np.number):
@@ -351,7 +356,8 @@ class PromptSelectionEnv(gym.Env):
             info["time"]["step"] = time.perf_counter() - step_start
         info["ledger"] = self.ledger.summary(seconds=self.time_in_info)
         self._returned_at, self._charged_then = time.perf_counter(), self._charged_seconds()
-        return self._observation(), esr, False, self._truncated(), info
+        self._done = self._truncated()
+        return self._observation(), esr, False, self._done, info
 
     # ------------------------------------------------------------------ rollouts, probes, evaluation
     def _rollout(self, indices: Sequence[int], n: int, purpose: str) -> tuple[Rollouts, np.ndarray]:
@@ -397,6 +403,8 @@ class PromptSelectionEnv(gym.Env):
 
         Every evaluation in an episode draws the same random numbers, so curves compare policies, not noise.
         """
+        if not self._started:
+            raise gym.error.ResetNeeded("call reset() before evaluate()")
         generator = torch.Generator().manual_seed(self._eval_seed)
         prompts = self.heldout.prompts
         with self.ledger.timer("eval", "generate"):

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+
 PURPOSES = ("train", "probe", "eval")
 PHASES = ("generate", "verify", "update", "select")
 
@@ -51,8 +53,12 @@ class RolloutLedger:
     ) -> None:
         """Add costs; ``seconds`` need a ``phase``."""
         self._check(purpose, phase)
-        if min(seconds, rollouts, prompt_tokens, completion_tokens) < 0:
-            raise ValueError("costs must be non-negative")
+        if not (np.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"seconds must be finite and non-negative, got {seconds}")
+        for name, count in (("rollouts", rollouts), ("prompt_tokens", prompt_tokens),
+                            ("completion_tokens", completion_tokens)):
+            if isinstance(count, bool) or int(count) != count or count < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {count!r}")
         if seconds and phase is None:
             raise ValueError("seconds must be charged to a phase")
         self.rollouts[purpose] += int(rollouts)

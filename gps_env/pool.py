@@ -22,9 +22,12 @@ def embed_texts(texts: Sequence[str], dim: int = 256) -> np.ndarray:
     from wordllama import WordLlama
 
     model = WordLlama.load(dim=dim, cache_dir=Path(wordllama.__file__).parent, disable_download=True)
-    vectors = np.asarray(model.embed(list(texts), norm=True), dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty strings: handled just below
+        vectors = np.asarray(model.embed(list(texts), norm=True), dtype=np.float32)
+    # WordLlama returns NaN for an empty string: such rows become the zero vector (cosine distance 1 to all).
+    vectors[~np.isfinite(vectors).all(axis=1)] = 0.0
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    return np.where(norms > 0, vectors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
 
 
 class PromptPool:

@@ -26,10 +26,10 @@ def utility(gamma: np.ndarray, target: float = 0.5) -> np.ndarray:
     return -((gamma - target) ** 2)
 
 
-def _order(score: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-    """Indices sorting ``score`` ascending; equal scores in random (rng) or index order."""
+def _order(score: np.ndarray, rng: np.random.Generator | None, then: np.ndarray | None = None) -> np.ndarray:
+    """Indices sorting ``score`` ascending, then by ``then``; remaining ties in random (rng) or index order."""
     tie = rng.random(score.shape[0]) if rng is not None else np.arange(score.shape[0])
-    return np.lexsort((tie, score))
+    return np.lexsort((tie, score) if then is None else (tie, then, score))
 
 
 def top_nearest_target(
@@ -62,7 +62,8 @@ def band_filter(gamma: np.ndarray, low: float, high: float) -> np.ndarray:
 def distance_to_band(gamma: np.ndarray, low: float, high: float) -> np.ndarray:
     """How far each ``gamma`` lies outside ``[low, high]`` (0 inside): the fallback ranking of band rules."""
     gamma = np.asarray(gamma, dtype=np.float64)
-    return np.maximum(low - gamma, 0.0) + np.maximum(gamma - high, 0.0)
+    distance = np.maximum(low - gamma, 0.0) + np.maximum(gamma - high, 0.0)
+    return np.where(distance < 1e-12, 0.0, distance)  # 1 - c/k and (k - c)/k may differ in the last bit
 
 
 def thompson_draws(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -196,13 +197,12 @@ def pairing_choice(
     pool = np.arange(gamma.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
     _check_count(2 * n_pairs, pool.shape[0])
     g = gamma[pool]
-    # Rank keys: distance outside the band first, then the within-band preference.
-    pos_key = distance_to_band(g, 1 / k, c / k) * 10 + g
-    neg_key = distance_to_band(g, 1 - c / k, 1 - 1 / k) * 10 - g
-    pos_order = _order(pos_key, rng)
+    # Rank by distance outside the band first, then by the within-band preference.
+    pos_order = _order(distance_to_band(g, 1 / k, c / k), rng, then=g)
     positives = pool[pos_order[:n_pairs]]
     remaining = np.setdiff1d(np.arange(pool.shape[0]), pos_order[:n_pairs], assume_unique=True)
-    neg_order = remaining[_order(neg_key[remaining], rng)]
+    neg_distance = distance_to_band(g, 1 - c / k, 1 - 1 / k)
+    neg_order = remaining[_order(neg_distance[remaining], rng, then=-g[remaining])]
     negatives = pool[neg_order[:n_pairs]]
     return positives.astype(np.int64), negatives.astype(np.int64)
 

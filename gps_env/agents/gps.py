@@ -1,0 +1,155 @@
+"""GPS: generalizable predictive prompt selection (a PPM, a utility, and a diverse greedy batch)."""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from gps_env.agents.base import SelectorAgent
+from gps_env.models import PPM, PPMConfig
+from gps_env.selectors import greedy_diverse, utility
+
+
+class GPS(SelectorAgent):
+    """Predict every prompt's success from shared history; pick a useful, diverse batch (Qu et al., 2026).
+
+    Algorithm (arXiv 2602.01970, §3; official code unavailable, open choices marked "ours")::
+
+        E = WordLlama embeddings of the pool (L2-normalised, cached)
+        each step t:
+            observe the last batch B_{t-1} and its success s_{t-1}
+                ELBO ascent on the PPM: `updates` Adam steps over the newest `replay` (H, batch) pairs
+            γ̂ = PPM.predict(E | H = (E[B_{t-1}], s_{t-1}))         # whole pool, M prior draws
+            B_t = greedy argmax_S  mean_S u(γ̂) + λ·[dispersion(S) + distance(S, B_{t-1})]
+                  with u(γ̂) = −(γ̂ − target)²                        # gps_env.selectors.greedy_diverse
+
+    First step (no history): the prior is N(0, I), so γ̂ is the untrained decoder's and the first batch is
+    in effect chosen for diversity (ours, following the ancestors MPTS/PDTS). The predicted success of the
+    chosen prompts is sent as the action's ``"predictions"``, so the env reports the Spearman correlation
+    between prediction and outcome. ``last_terms`` holds the utility, dispersion and inter-step terms of the
+    last batch and ``last_elbo`` the last update's −ELBO parts; ``log`` keeps one record per step.
+
+    Args:
+        env: the env (reads the pool's embeddings).
+        seed: seeds model initialisation, latent draws and tie-breaking.
+        lam: λ, weight of diversity (0.5 math-like, 1 logic-like in the paper; default 0.5).
+        target: γ* of the utility.
+        inter_step: include the distance-to-previous-batch term (ablation: False).
+        ppm: model config; ``PPMConfig(latent_mode="none")`` is the no-latent ablation.
+        distance: ``"cosine"`` (default) or ``"chordal"``.
+        embeddings: override the pool's WordLlama embeddings (N, d), e.g. for studies at scale.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        seed: int = 0,
+        lam: float = 0.5,
+        target: float = 0.5,
+        inter_step: bool = True,
+        ppm: PPMConfig | None = None,
+        distance: str = "cosine",
+        embeddings: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(env, seed)
+        if lam < 0 or not np.isfinite(lam):
+            raise ValueError(f"lam must be finite and >= 0, got {lam}")
+        if not 0.0 <= target <= 1.0:
+            raise ValueError(f"target must be in [0, 1], got {target}")
+        if distance not in ("cosine", "chordal"):
+            raise ValueError(f"distance must be 'cosine' or 'chordal', got {distance!r}")
+        e = np.asarray(self.env.pool.embeddings if embeddings is None else embeddings, dtype=np.float32)
+        if e.ndim != 2 or e.shape[0] != self.pool_size:
+            raise ValueError(f"embeddings must have shape ({self.pool_size}, d), got {e.shape}")
+        if not np.all(np.isfinite(e)):
+            raise ValueError("embeddings contain NaN or inf")
+        self.lam, self.target, self.inter_step, self.distance = float(lam), float(target), inter_step, distance
+        self.ppm_config = ppm or PPMConfig()
+        self.embeddings = e
+        self._e = torch.from_numpy(e)
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            self.model = PPM(self._e.shape[1], self.ppm_config)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.ppm_config.lr)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.ppm_config.replay + 1)
+        self.steps_seen = 0  # batches ever observed (the deque forgets, this does not)
+        self.last_terms: dict[str, float] = {}
+        self.last_elbo: dict[str, float] = {}
+        self.log: list[dict[str, float]] = []
+
+    def _context(self, entry: tuple[np.ndarray, np.ndarray] | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if entry is None:
+            return None
+        batch, success = entry
+        return self._e[torch.from_numpy(batch)], torch.from_numpy(success).float()
+
+    def observe(self, obs: dict[str, np.ndarray]) -> None:
+        batch = np.asarray(obs["last_batch"], dtype=np.int64).copy()
+        success = obs["last_rewards"].astype(np.float64).mean(axis=1)
+        k = obs["last_rewards"].shape[1]
+        self.history.append((batch, success))
+        self.steps_seen += 1
+        entries = list(self.history)
+        # Training pairs (history before the batch, the batch); the oldest kept batch's own history is gone
+        # unless it was the very first batch, whose history is empty (prior N(0, I)).
+        first = 1 if self.steps_seen > len(entries) else 0
+        pairs = [(entries[i - 1] if i > 0 else None, entries[i]) for i in range(first, len(entries))]
+        pairs = pairs[-self.ppm_config.replay :]
+        self.model.train()
+        for _ in range(self.ppm_config.updates):
+            total, parts = 0.0, {"nll": 0.0, "kl": 0.0}
+            for history, (b, s) in pairs:
+                loss, p = self.model.negative_elbo(
+                    self._e[torch.from_numpy(b)], torch.from_numpy(s).float(), k, self._context(history),
+                    self.generator,
+                )
+                total = total + loss / len(pairs)
+                parts = {key: parts[key] + p[key] / len(pairs) for key in parts}
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+        self.model.eval()
+        self.last_elbo = {"neg_elbo": float(total.detach()), **parts}
+
+    def predict_success(self) -> np.ndarray:
+        """γ̂ for every prompt of the pool given the newest history (one M-sample Monte Carlo estimate)."""
+        context = self._context(self.history[-1] if self.history else None)
+        return self.model.predict(self._e, context, self.generator).numpy().astype(np.float64)
+
+    def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        gamma = self.predict_success()
+        previous = self.history[-1][0] if (self.inter_step and self.history) else None
+        batch, terms = greedy_diverse(utility(gamma, self.target), self.embeddings, self.batch_size, self.lam,
+                                      previous=previous, distance=self.distance)
+        self.last_terms = terms
+        self.log.append({"step": int(obs["step"][0]), **terms, **self.last_elbo})
+        return {"prompts": batch, "predictions": np.clip(gamma[batch], 0.0, 1.0)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "generator": self.generator.get_state(),
+            "history": [(b.copy(), s.copy()) for b, s in self.history],
+            "steps_seen": self.steps_seen,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.history = deque(((np.asarray(b).copy(), np.asarray(s).copy()) for b, s in state["history"]),
+                             maxlen=self.ppm_config.replay + 1)
+        self.steps_seen = int(state["steps_seen"])
