@@ -1,0 +1,157 @@
+"""GPS: the PPM learns and generalises; the agent follows the selection contract; bad input is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import ENV_DEFAULTS
+
+from gps_env.agents import GPS
+from gps_env.models import PPM, PPMConfig
+from gps_env.pool import PromptPool
+from gps_env.selectors import greedy_diverse, spearman, utility
+from gps_env.tasks import AdditionTask
+
+B, K, N = ENV_DEFAULTS["batch_size"], ENV_DEFAULTS["rollouts_per_prompt"], ENV_DEFAULTS["pool_size"]
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    e = rng.normal(size=(n, d)).astype(np.float32)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("mode", ["stochastic", "none"])
+def test_ppm_elbo_rises_on_a_fixed_batch_and_predictions_are_probabilities(mode):
+    rng = np.random.default_rng(0)
+    e = torch.from_numpy(unit_rows(rng, 32, 16))
+    success = torch.from_numpy((rng.random(32) < 0.5).astype(np.float32) * 0.75 + 0.125)
+    torch.manual_seed(0)
+    model = PPM(16, PPMConfig(hidden=32, latent=4, latent_mode=mode))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    history = (e[:8], success[:8])
+
+    def neg_elbo() -> float:
+        g = torch.Generator().manual_seed(1)
+        return float(np.mean([model.negative_elbo(e, success, 8, history, g)[0].item() for _ in range(8)]))
+
+    start = neg_elbo()
+    for _ in range(150):
+        loss, _ = model.negative_elbo(e, success, 8, history, generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert neg_elbo() < start - 0.5
+    gamma = model.predict(e, history, generator)
+    assert gamma.shape == (32,) and torch.all((gamma >= 0) & (gamma <= 1))
+    assert spearman(gamma.numpy(), success.numpy()) > 0.8  # it fits the batch it was trained on
+
+
+def test_ppm_prediction_is_seeded_and_first_step_uses_the_standard_normal_prior():
+    model = PPM(8, PPMConfig(hidden=16, latent=4))
+    prior = model.prior(None)
+    assert torch.equal(prior.loc, torch.zeros(4)) and torch.equal(prior.scale, torch.ones(4))
+    e = torch.from_numpy(unit_rows(np.random.default_rng(0), 10, 8))
+    a = model.predict(e, None, torch.Generator().manual_seed(3))
+    b = model.predict(e, None, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_ppm_config_validation():
+    with pytest.raises(ValueError, match="latent_mode"):
+        PPMConfig(latent_mode="deterministic")
+    with pytest.raises(ValueError, match="divisible"):
+        PPMConfig(hidden=30, heads=4)
+
+
+def synthetic_obs(batch: np.ndarray, success: np.ndarray, step: int, n: int) -> dict[str, np.ndarray]:
+    rewards = (np.arange(K)[None, :] < np.round(success * K)[:, None]).astype(np.float32)
+    zeros = np.zeros(n, np.int64)
+    return {"last_batch": batch.astype(np.int64), "last_rewards": rewards, "times_selected": zeros,
+            "rollouts": zeros, "successes": zeros, "last_seen": zeros - 1, "step": np.array([step], np.int64),
+            "rollouts_spent": np.array([step * len(batch) * K], np.int64)}
+
+
+def test_gps_generalises_to_prompts_it_never_saw(make_env):
+    """Success depends on the digit count, which WordLlama sees in the text: after training on batches of
+    some prompts, GPS ranks prompts it never observed by difficulty (Spearman > 0.4)."""
+    task = AdditionTask(width=5)
+    rng = np.random.default_rng(0)
+    seen, problems = set(), []
+    while len(problems) < 400:
+        p = task.sample(rng)
+        if p.uid not in seen:
+            seen.add(p.uid)
+            problems.append(p)
+    pool = PromptPool(problems, [task])
+    truth = np.array([1.0 - 0.2 * (p.meta["digits"] - 1) for p in problems])  # 1.0 ... 0.2
+    env = make_env(pool=pool, heldout=pool, batch_size=32)
+    agent = GPS(env, seed=0, ppm=PPMConfig(updates=8))
+    train_ids, test_ids = np.arange(300), np.arange(300, 400)
+    for step in range(1, 41):
+        batch = rng.choice(train_ids, size=32, replace=False)
+        agent.observe(synthetic_obs(batch, truth[batch], step, len(pool)))
+    gamma = agent.predict_success()
+    assert spearman(gamma[test_ids], truth[test_ids]) > 0.4
+
+
+def test_gps_acts_through_the_env_and_reports_spearman(make_env):
+    env = make_env(lenient=True, max_steps=3)
+    agent = GPS(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        action = agent.act(obs)
+        batch = action["prompts"]
+        assert env.action_space.contains(batch)
+        assert np.all((action["predictions"] >= 0) & (action["predictions"] <= 1))
+        obs, _, _, truncated, info = env.step(action)
+        assert "spearman" in info
+    assert truncated and len(agent.log) == 3 and {"utility", "dispersion", "inter_step"} <= set(agent.log[-1])
+    assert agent.last_elbo["neg_elbo"] > 0
+
+
+def test_gps_with_zero_lambda_picks_top_b_by_predicted_utility(make_env):
+    env = make_env()
+    agent = GPS(env, seed=0, lam=0.0)
+    obs, _ = env.reset(seed=0)
+    agent.generator.manual_seed(0)
+    gamma = agent.predict_success()
+    agent.generator.manual_seed(0)  # the same latent draws inside act
+    action = agent.act(obs)
+    expected, _ = greedy_diverse(utility(gamma), agent.embeddings, B, 0.0)
+    assert set(action["prompts"].tolist()) == set(expected.tolist())
+
+
+def test_gps_state_dict_round_trip(make_env):
+    env = make_env(lenient=True, max_steps=6)
+    a = GPS(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(2):
+        obs, *_ = env.step(a.act(obs))
+    b = GPS(env, seed=5)
+    b.load_state_dict(a.state_dict())
+    first, second = a.act(obs), b.act(obs)
+    assert np.array_equal(first["prompts"], second["prompts"])
+    assert np.allclose(first["predictions"], second["predictions"])
+
+
+def test_gps_bad_input(make_env):
+    env = make_env()
+    with pytest.raises(ValueError, match="lam"):
+        GPS(env, lam=-0.1)
+    with pytest.raises(ValueError, match="target"):
+        GPS(env, target=2.0)
+    bad = unit_rows(np.random.default_rng(0), N, 8)
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        GPS(env, embeddings=bad)
+    with pytest.raises(ValueError, match="shape"):
+        GPS(env, embeddings=unit_rows(np.random.default_rng(0), N - 1, 8))
+
+
+def test_empty_prompt_gets_a_finite_embedding():
+    from gps_env.pool import embed_texts
+
+    e = embed_texts(["", "12+3="])
+    assert np.all(np.isfinite(e)) and np.linalg.norm(e[1]) == pytest.approx(1.0, abs=1e-5)
