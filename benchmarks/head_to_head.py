@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gps_env import PromptSelectionEnv
-from gps_env.agents import DynamicSampling, MoPPS, Pairing, Uniform
+from gps_env.agents import GPS, DynamicSampling, MoPPS, Pairing, Uniform
 
 AGENTS = {
     "uniform": lambda env, seed: Uniform(env, seed=seed),
@@ -28,6 +28,7 @@ AGENTS = {
     "mopps": lambda env, seed: MoPPS(env, seed=seed),
     "pairing": lambda env, seed: Pairing(env, seed=seed, refresh_every=25),
     "pairing-fixed": lambda env, seed: Pairing(env, seed=seed),
+    "gps": lambda env, seed: GPS(env, seed=seed),
 }
 
 

@@ -126,6 +126,14 @@ class GPS(SelectorAgent):
         context = self._context(self.history[-1] if self.history else None)
         return self.model.predict(self._e, context, self.generator).numpy().astype(np.float64)
 
+    def predict_for(self, embeddings: np.ndarray) -> np.ndarray:
+        """γ̂ for prompts outside the pool (test-time allocation), given their L2-normalised embeddings."""
+        e = np.asarray(embeddings, dtype=np.float32)
+        if e.ndim != 2 or e.shape[1] != self.embeddings.shape[1] or not np.all(np.isfinite(e)):
+            raise ValueError(f"embeddings must be finite with shape (n, {self.embeddings.shape[1]}), got {e.shape}")
+        context = self._context(self.history[-1] if self.history else None)
+        return self.model.predict(torch.from_numpy(e), context, self.generator).numpy().astype(np.float64)
+
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         gamma = self.predict_success()
         previous = self.history[-1][0] if (self.inter_step and self.history) else None

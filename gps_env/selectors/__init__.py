@@ -15,8 +15,10 @@ from gps_env.selectors.acquisition import (
     top_nearest_target,
     utility,
 )
+from gps_env.selectors.allocation import allocate_samples
 
 __all__ = [
+    "allocate_samples",
     "band_filter",
     "batch_terms",
     "distance_to_band",

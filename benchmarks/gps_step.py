@@ -1,0 +1,139 @@
+"""One GPS step at paper scale: predict the whole pool, select the batch, one online ELBO update.
+
+    python benchmarks/gps_step.py --n 40960 --batch-size 256 --repeats 7 --scaling 4096 16384 40960 163840
+
+The pool's embeddings are random unit vectors of dimension 256 (the step's cost does not depend on their
+values; WordLlama's 256-d model gives the same shapes). Observations are synthetic (random successes), so
+the benchmark times the agent alone, without an LM. Reports the median step and its parts, the peak
+memory the step adds, the greedy selection against a straightforward implementation in the same run, and
+how the step time scales with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from gps_env.agents import GPS
+from gps_env.selectors import greedy_diverse, utility
+
+
+def peak_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+class ScaleEnv(SimpleNamespace):
+    """The few attributes an agent reads from an env, for a pool without an LM behind it."""
+
+    @property
+    def unwrapped(self):
+        return self
+
+
+def make_agent(n: int, b: int, d: int, k: int, seed: int) -> tuple[GPS, np.random.Generator]:
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=(n, d)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    env = ScaleEnv(pool=range(n), batch_size=b, k=k)
+    return GPS(env, seed=seed, embeddings=e), rng
+
+
+def obs_for(batch: np.ndarray, rng: np.random.Generator, n: int, k: int, step: int) -> dict[str, np.ndarray]:
+    zeros = np.zeros(n, np.int64)
+    return {"last_batch": batch, "last_rewards": (rng.random((batch.size, k)) < rng.random((batch.size, 1)))
+            .astype(np.float32), "times_selected": zeros, "rollouts": zeros, "successes": zeros,
+            "last_seen": zeros, "step": np.array([step]), "rollouts_spent": np.array([0])}
+
+
+def time_steps(n: int, b: int, d: int, k: int, repeats: int) -> dict[str, float]:
+    agent, rng = make_agent(n, b, d, k, seed=0)
+    batch = rng.choice(n, size=b, replace=False).astype(np.int64)
+    parts = {"predict": [], "select": [], "elbo": [], "step": []}
+    reset_peak()
+    base = peak_rss_mib()
+    for step in range(1, repeats + 2):
+        obs = obs_for(batch, rng, n, k, step)
+        t0 = time.perf_counter()
+        agent.observe(obs)
+        t1 = time.perf_counter()
+        gamma = agent.predict_success()
+        t2 = time.perf_counter()
+        batch, _ = greedy_diverse(utility(gamma), agent.embeddings, b, agent.lam, previous=obs["last_batch"])
+        t3 = time.perf_counter()
+        if step > 1:  # the first step pays one-off allocations
+            for key, value in (("elbo", t1 - t0), ("predict", t2 - t1), ("select", t3 - t2), ("step", t3 - t0)):
+                parts[key].append(value)
+    out = {key: float(np.median(v)) for key, v in parts.items()}
+    out["peak_mib"] = peak_rss_mib() - base
+    return out
+
+
+def naive_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous: np.ndarray) -> np.ndarray:
+    """The straightforward greedy: every pick recomputes each candidate's distances to all picks, O(N·|S|·d)."""
+    modular = u / b + lam * (1.0 - e @ e[previous].T).sum(axis=1) / (b * len(previous))
+    chosen: list[int] = []
+    for _ in range(b):
+        dispersion = (1.0 - e @ e[chosen].T).sum(axis=1) if chosen else np.zeros(len(u))
+        gain = 0.5 * modular + lam * 2.0 / (b * (b - 1)) * dispersion
+        gain[chosen] = -np.inf
+        chosen.append(int(np.argmax(gain)))
+    return np.asarray(chosen)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=40_960)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--scaling", type=int, nargs="*", default=[4_096, 16_384, 40_960, 163_840])
+    args = parser.parse_args()
+
+    r = time_steps(args.n, args.batch_size, args.dim, args.k, args.repeats)
+    print(f"GPS step, N={args.n}, B={args.batch_size}, d={args.dim}, k={args.k} (median of {args.repeats})")
+    for key in ("step", "predict", "select", "elbo"):
+        print(f"  {key:>8}: {r[key]:.3f} s")
+    print(f"  peak memory added: {r['peak_mib']:.0f} MiB (target: step <= 0.5 s, memory <= 1024 MiB)")
+
+    agent, rng = make_agent(args.n, args.batch_size, args.dim, args.k, seed=1)
+    u = utility(rng.random(args.n))
+    previous = rng.choice(args.n, args.batch_size, replace=False)
+    print(f"\ngreedy selection vs the straightforward O(N·|S|·d)-per-pick greedy, N={args.n}, d={args.dim}")
+    print(f"{'B':>5} {'ours s':>8} {'naive s':>8} {'speed-up':>9} {'same batch':>10}")
+    for b in (32, 64, 128):
+        t0 = time.perf_counter()
+        ours, _ = greedy_diverse(u, agent.embeddings, b, 0.5, previous=previous[:b])
+        t1 = time.perf_counter()
+        naive = naive_greedy(u, agent.embeddings, b, 0.5, previous[:b])
+        t2 = time.perf_counter()
+        same = ours.tolist() == naive.tolist()
+        print(f"{b:>5} {t1 - t0:>8.3f} {t2 - t1:>8.3f} {(t2 - t1) / (t1 - t0):>8.1f}x {str(same):>10}")
+
+    if args.scaling:
+        print(f"\nscaling, B={args.batch_size}: median step seconds (predict / select / elbo)")
+        base = None
+        for n in args.scaling:
+            s = time_steps(n, args.batch_size, args.dim, args.k, max(3, args.repeats // 2))
+            base = base or s["step"]
+            print(f"  N={n:>7}: {s['step']:.3f} s ({s['predict']:.3f} / {s['select']:.3f} / {s['elbo']:.3f}), "
+                  f"{s['step'] / base:.1f}x the smallest, peak +{s['peak_mib']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
