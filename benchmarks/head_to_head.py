@@ -29,6 +29,7 @@ AGENTS = {
     "pairing": lambda env, seed: Pairing(env, seed=seed, refresh_every=25),
     "pairing-fixed": lambda env, seed: Pairing(env, seed=seed),
     "gps": lambda env, seed: GPS(env, seed=seed),
+    "gps-c4": lambda env, seed: GPS(env, seed=seed, candidates=4),
 }
 
 

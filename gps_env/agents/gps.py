@@ -43,6 +43,12 @@ class GPS(SelectorAgent):
         ppm: model config; ``PPMConfig(latent_mode="none")`` is the no-latent ablation.
         distance: ``"cosine"`` (default) or ``"chordal"``.
         embeddings: override the pool's WordLlama embeddings (N, d), e.g. for studies at scale.
+        candidates: None (the paper: the greedy runs over the whole pool) or a multiple of B: draw that many
+            candidates at random each step and run the greedy over them (ours; see docs/gps.md: over the
+            whole pool the greedy locks onto embedding outliers and a few hundred prompts).
+
+    The utility is scaled to [−1, 0] (divided by max(γ*, 1 − γ*)²; ours) so that λ weighs a unit-range
+    utility against distances of order 1; with the raw (γ̂ − γ*)² ∈ [0, 0.25] diversity swamped it.
     """
 
     def __init__(
@@ -55,8 +61,12 @@ class GPS(SelectorAgent):
         ppm: PPMConfig | None = None,
         distance: str = "cosine",
         embeddings: np.ndarray | None = None,
+        candidates: float | None = None,
     ) -> None:
         super().__init__(env, seed)
+        if candidates is not None and not candidates >= 1:
+            raise ValueError(f"candidates (a multiple of B) must be >= 1 or None, got {candidates}")
+        self.candidates = candidates
         if lam < 0 or not np.isfinite(lam):
             raise ValueError(f"lam must be finite and >= 0, got {lam}")
         if not 0.0 <= target <= 1.0:
@@ -137,8 +147,14 @@ class GPS(SelectorAgent):
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         gamma = self.predict_success()
         previous = self.history[-1][0] if (self.inter_step and self.history) else None
-        batch, terms = greedy_diverse(utility(gamma, self.target), self.embeddings, self.batch_size, self.lam,
-                                      previous=previous, distance=self.distance)
+        # (ours) utility scaled to [-1, 0], so λ weighs a unit-range utility against O(1) distances
+        scaled = utility(gamma, self.target) / max(self.target, 1.0 - self.target) ** 2
+        pool = None
+        if self.candidates is not None:
+            size = int(min(self.pool_size, max(self.batch_size, round(self.candidates * self.batch_size))))
+            pool = self.rng.choice(self.pool_size, size=size, replace=False)
+        batch, terms = greedy_diverse(scaled, self.embeddings, self.batch_size, self.lam,
+                                      previous=previous, candidates=pool, distance=self.distance)
         self.last_terms = terms
         self.log.append({"step": int(obs["step"][0]), **terms, **self.last_elbo})
         return {"prompts": batch, "predictions": np.clip(gamma[batch], 0.0, 1.0)}
