@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from gps_env import PromptSelectionEnv
 from gps_env.agents import GPS, DynamicSampling, MoPPS, Pairing, Uniform
+from gps_env.models import PPMConfig
 
 AGENTS = {
     "uniform": lambda env, seed: Uniform(env, seed=seed),
@@ -30,6 +31,9 @@ AGENTS = {
     "pairing-fixed": lambda env, seed: Pairing(env, seed=seed),
     "gps": lambda env, seed: GPS(env, seed=seed),
     "gps-c4": lambda env, seed: GPS(env, seed=seed, candidates=4),
+    "gps-lam0": lambda env, seed: GPS(env, seed=seed, lam=0.0),
+    "gps-nolatent": lambda env, seed: GPS(env, seed=seed, ppm=PPMConfig(latent_mode="none")),
+    "gps-nointer": lambda env, seed: GPS(env, seed=seed, inter_step=False),
 }
 
 
@@ -71,18 +75,25 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=76_800, help="selector rollouts per run")
     parser.add_argument("--eval-rollouts", type=int, default=12_800, help="evaluate every this many rollouts")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--from-json", type=Path, help="re-tabulate (and re-plot) the runs saved in this file")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     if "uniform" not in args.agents:
         args.agents.insert(0, "uniform")
 
-    env = PromptSelectionEnv(batch_size=args.batch_size, max_steps=10**6, eval_every=0)
-    runs = [run(env, name, seed, args.budget, args.eval_rollouts) for seed in args.seeds for name in args.agents]
+    if args.from_json:
+        runs = [r for r in json.loads(args.from_json.read_text())["runs"]
+                if r["agent"] in args.agents and r["seed"] in args.seeds]
+        k = 8
+    else:
+        env = PromptSelectionEnv(batch_size=args.batch_size, max_steps=10**6, eval_every=0)
+        runs = [run(env, name, seed, args.budget, args.eval_rollouts) for seed in args.seeds for name in args.agents]
+        k = env.k
 
     checkpoints = list(range(0, args.budget + 1, args.eval_rollouts))
     print(f"\nheld-out sampled accuracy vs selector rollouts (mean ± sd over seeds {args.seeds}), "
-          f"B={args.batch_size}, k={env.k}")
+          f"B={args.batch_size}, k={k}")
     print(f"{'rollouts':>9} " + " ".join(f"{a:>15}" for a in args.agents))
     table = {a: np.array([[accuracy_at(r["curve"], c) for c in checkpoints] for r in runs if r["agent"] == a])
              for a in args.agents}
@@ -120,7 +131,7 @@ def main() -> None:
             ax.plot(checkpoints, mean, marker="o", label=a)
             ax.fill_between(checkpoints, mean - sd, mean + sd, alpha=0.15)
         ax.set(xlabel="selector rollouts (train + probe)", ylabel="held-out sampled accuracy",
-               title=f"embedded world, B={args.batch_size}, k={env.k}, seeds {args.seeds}")
+               title=f"embedded world, B={args.batch_size}, k={k}, seeds {args.seeds}")
         ax.legend()
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)

@@ -115,21 +115,22 @@ class GPS(SelectorAgent):
         first = 1 if self.steps_seen > len(entries) else 0
         pairs = [(entries[i - 1] if i > 0 else None, entries[i]) for i in range(first, len(entries))]
         pairs = pairs[-self.ppm_config.replay :]
+        # All pairs share the batch size, so they are stacked and trained in one forward pass.
+        batches = torch.from_numpy(np.stack([b for _, (b, _) in pairs]))
+        successes = torch.from_numpy(np.stack([s for _, (_, s) in pairs])).float()
+        has_history = torch.tensor([h is not None for h, _ in pairs])
+        history_batches = torch.from_numpy(np.stack([(h or pair)[0] for h, pair in pairs]))
+        history_success = torch.from_numpy(np.stack([(h or pair)[1] for h, pair in pairs])).float()
+        history = (self._e[history_batches], history_success)
         self.model.train()
         for _ in range(self.ppm_config.updates):
-            total, parts = 0.0, {"nll": 0.0, "kl": 0.0}
-            for history, (b, s) in pairs:
-                loss, p = self.model.negative_elbo(
-                    self._e[torch.from_numpy(b)], torch.from_numpy(s).float(), k, self._context(history),
-                    self.generator,
-                )
-                total = total + loss / len(pairs)
-                parts = {key: parts[key] + p[key] / len(pairs) for key in parts}
+            loss, parts = self.model.negative_elbo(self._e[batches], successes, k, history, self.generator,
+                                                   has_history=has_history)
             self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            loss.backward()
             self.optimizer.step()
         self.model.eval()
-        self.last_elbo = {"neg_elbo": float(total.detach()), **parts}
+        self.last_elbo = {"neg_elbo": float(loss.detach()), **parts}
 
     def predict_success(self) -> np.ndarray:
         """γ̂ for every prompt of the pool given the newest history (one M-sample Monte Carlo estimate)."""

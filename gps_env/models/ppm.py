@@ -46,9 +46,9 @@ class PPMConfig:
     latent: int = 16
     layers: int = 2
     heads: int = 4
-    samples: int = 8
+    samples: int = 4
     lr: float = 1e-3
-    updates: int = 4
+    updates: int = 2
     replay: int = 4
     kl_weight: float = 1.0
     latent_mode: str = "stochastic"
@@ -79,9 +79,15 @@ class SetEncoder(nn.Module):
         self.out = nn.Linear(config.hidden, 2 * config.latent)
 
     def forward(self, embeddings: torch.Tensor, success: torch.Tensor) -> torch.distributions.Normal:
-        tokens = self.inp(torch.cat([embeddings, success.unsqueeze(-1)], -1)).unsqueeze(0)
-        pooled = self.body(tokens).mean(dim=1).squeeze(0)
+        """Sets of shape (R, B, d) and (R, B) give a Normal over (R, latent); unbatched inputs give (latent,)."""
+        single = embeddings.ndim == 2
+        if single:
+            embeddings, success = embeddings.unsqueeze(0), success.unsqueeze(0)
+        tokens = self.inp(torch.cat([embeddings, success.unsqueeze(-1)], -1))
+        pooled = self.body(tokens).mean(dim=1)
         mu, raw = self.out(pooled).chunk(2, -1)
+        if single:
+            mu, raw = mu.squeeze(0), raw.squeeze(0)
         return torch.distributions.Normal(mu, 0.1 + 0.9 * torch.sigmoid(raw))
 
 
@@ -100,16 +106,28 @@ class PPM(nn.Module):
         self.decode_rest = nn.Sequential(nn.GELU(), nn.Linear(config.hidden, config.hidden), nn.GELU(),
                                          nn.Linear(config.hidden, 1))
 
-    def prior(self, history: tuple[torch.Tensor, torch.Tensor] | None) -> torch.distributions.Normal:
-        """p_η(z | H): N(0, I) without history, else the prior encoder over the last batch."""
+    def prior(
+        self, history: tuple[torch.Tensor, torch.Tensor] | None, has_history: torch.Tensor | None = None
+    ) -> torch.distributions.Normal:
+        """p_η(z | H): N(0, I) without history, else the prior encoder over the last batch.
+
+        For a stack of R histories, ``has_history`` (R,) marks which are real; the others get N(0, I).
+        """
         if history is None:
             zeros = torch.zeros(self.config.latent)
             return torch.distributions.Normal(zeros, torch.ones(self.config.latent))
-        return self.prior_encoder(*history)
+        prior = self.prior_encoder(*history)
+        if has_history is None:
+            return prior
+        real = has_history.unsqueeze(-1)
+        return torch.distributions.Normal(torch.where(real, prior.loc, 0.0), torch.where(real, prior.scale, 1.0))
 
     def logits(self, embeddings: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        """Success logits for (N, d) embeddings under (M, latent) latents: shape (M, N) (M = 1 if no latent)."""
-        hidden = self.decode_e(embeddings).unsqueeze(0)
+        """Success logits. (N, d) embeddings under (M, latent) latents give (M, N); (R, B, d) sets under one
+        latent each, (R, latent), give (R, B). Without a latent the leading dimension is 1 or R."""
+        hidden = self.decode_e(embeddings)
+        if embeddings.ndim == 2:
+            hidden = hidden.unsqueeze(0)
         if z is not None and self.decode_z is not None:
             hidden = hidden + self.decode_z(z).unsqueeze(1)
         return self.decode_rest(hidden).squeeze(-1)
@@ -136,16 +154,27 @@ class PPM(nn.Module):
         k: int,
         history: tuple[torch.Tensor, torch.Tensor] | None,
         generator: torch.Generator,
+        has_history: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """−ELBO per prompt of one batch (Binomial likelihood of k·s successes), and its two parts."""
+        """−ELBO per prompt (Binomial likelihood of k·s successes), averaged over a stack of batches.
+
+        Shapes: one batch (B, d), (B,) with history (B', d), (B',) or None; or R batches at once,
+        (R, B, d), (R, B) with histories (R, B, d), (R, B) and ``has_history`` (R,) (False: prior N(0, I)).
+        """
+        if embeddings.ndim == 2:
+            embeddings, success = embeddings.unsqueeze(0), success.unsqueeze(0)
+            if history is not None:
+                history = (history[0].unsqueeze(0), history[1].unsqueeze(0))
+        sets, size = success.shape
         if self.stochastic:
             posterior = self.posterior_encoder(embeddings, success)
-            eps = torch.randn(self.config.latent, generator=generator)
-            z = (posterior.loc + posterior.scale * eps).unsqueeze(0)
-            kl = torch.distributions.kl_divergence(posterior, self.prior(history)).sum()
+            eps = torch.randn((sets, self.config.latent), generator=generator)
+            z = posterior.loc + posterior.scale * eps
+            prior = self.prior(history, has_history)
+            kl = torch.distributions.kl_divergence(posterior, prior).sum() / sets
         else:
             z, kl = None, torch.zeros(())
-        logit = self.logits(embeddings, z).squeeze(0)
-        nll = k * F.binary_cross_entropy_with_logits(logit, success, reduction="sum")
-        loss = (nll + self.config.kl_weight * kl) / embeddings.shape[0]
-        return loss, {"nll": float(nll.detach()) / embeddings.shape[0], "kl": float(kl.detach())}
+        logit = self.logits(embeddings, z).reshape(sets, size)
+        nll = k * F.binary_cross_entropy_with_logits(logit, success, reduction="sum") / sets
+        loss = (nll + self.config.kl_weight * kl) / size
+        return loss, {"nll": float(nll.detach()) / size, "kl": float(kl.detach())}

@@ -122,7 +122,7 @@ def greedy_diverse(
         raise ValueError("utilities and embeddings must be finite (no NaN or inf)")
     pool = np.arange(u.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
     _check_count(b, pool.shape[0])
-    ec, uc = e[pool], u[pool]
+    ec, uc = (e, u) if candidates is None else (e[pool], u[pool])  # no 40 MB copy for the whole pool
     pair_weight = 2.0 / (b * (b - 1)) if b > 1 else 0.0
     # Modular part: utility plus the inter-step term (distance to the previous batch, one mat-vec).
     modular = uc / b
@@ -130,16 +130,16 @@ def greedy_diverse(
         p = e[np.asarray(previous, dtype=np.int64)]
         modular = modular + lam * _distances_to(ec, p.sum(axis=0), p.shape[0], distance, p) / (b * p.shape[0])
     picked: list[int] = []
-    running = np.zeros(e.shape[1], dtype=np.float64)
-    available = np.ones(pool.shape[0], dtype=bool)
+    running = np.zeros(e.shape[1], dtype=np.float32)  # float32 like E: a float64 vector would upcast E every pick
+    half_modular = 0.5 * modular
     for size in range(b):
-        gain = 0.5 * modular
         if size and lam > 0:
-            gain = gain + lam * pair_weight * _distances_to(ec, running, size, distance, ec[picked])
-        gain[~available] = -np.inf
+            gain = half_modular + lam * pair_weight * _distances_to(ec, running, size, distance, ec[picked])
+        else:
+            gain = half_modular.copy()
+        gain[picked] = -np.inf
         best = int(np.argmax(gain))
         picked.append(best)
-        available[best] = False
         running += ec[best]
     chosen = pool[np.asarray(picked)]
     return chosen.astype(np.int64), batch_terms(u, embeddings, chosen, previous, distance)
