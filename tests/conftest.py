@@ -38,11 +38,6 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture(scope="session")
-def cache_root() -> str:
-    return _CACHE_ROOT
-
-
-@pytest.fixture(scope="session")
 def tiny_policy(tmp_path_factory):
     return warm_start(TINY_CONFIG, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
 

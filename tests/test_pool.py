@@ -41,7 +41,10 @@ def test_pool_validation():
                           [task, FunctionTask("u2", exact_match)])) == 2
 
 
-def test_embeddings_are_normalised_and_cached(cache_root):
+def test_embeddings_are_normalised_and_cached(tmp_path, monkeypatch):
+    # A cache of its own: other tests embed pools into the shared session cache in any order.
+    monkeypatch.setenv("GPS_ENV_CACHE", str(tmp_path))
+    cache_root = tmp_path
     pool = small_pool()
     emb = pool.embeddings
     assert emb.shape == (4, 256) and emb.dtype == np.float32

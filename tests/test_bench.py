@@ -1,0 +1,237 @@
+"""The head-to-head benchmark CLI (``gps-env bench`` / ``gps-env plot``): metrics, files, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from gps_env import bench
+from gps_env.agents import Uniform
+
+TINY = ["--steps", "3", "--batch-size", "4", "--k", "4", "--pool-size", "48", "--heldout-size", "16"]
+ALL = ",".join(bench.SELECTORS)
+SEEDS = [0, 1]
+
+
+def args(out, policy, selectors=ALL, seeds="0,1", extra=()):
+    return ["bench", "--out", str(out), "--selectors", selectors, "--seeds", seeds, *TINY, *extra,
+            "--policy", str(policy)]
+
+
+def lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def test_t_quantile():
+    assert bench.t_quantile_975(1) == pytest.approx(12.706)
+    assert bench.t_quantile_975(2) == pytest.approx(4.303)
+    assert bench.t_quantile_975(30) == pytest.approx(2.042)
+    assert bench.t_quantile_975(40) == pytest.approx(2.021, abs=2e-3)
+    assert bench.t_quantile_975(120) == pytest.approx(1.980, abs=2e-3)
+    assert bench.t_quantile_975(10**6) == pytest.approx(1.960, abs=1e-3)
+    qs = [bench.t_quantile_975(df) for df in range(1, 200)]
+    assert all(a > b for a, b in zip(qs, qs[1:]))
+    with pytest.raises(ValueError):
+        bench.t_quantile_975(0)
+
+
+def test_mean_ci():
+    mean, half = bench.mean_ci([1.0, 2.0, 3.0])
+    assert mean == pytest.approx(2.0)
+    assert half == pytest.approx(4.303 * 1.0 / math.sqrt(3))
+    assert bench.mean_ci([0.5]) == (0.5, None)
+    assert bench.mean_ci([]) == (None, None)
+    assert bench.mean_ci([0.3, 0.3])[1] == pytest.approx(0.0)
+
+
+def test_first_reach_speedup_saving_and_means():
+    xs = [0, 100, 200, 300]
+    assert bench.first_reach(xs, [0.1, 0.2, 0.3, 0.4], 0.4) == pytest.approx(300)
+    assert bench.first_reach(xs, [0.1, 0.2, 0.3, 0.4], 0.25) == pytest.approx(150)  # interpolated
+    assert bench.first_reach(xs, [0.5, 0.2, 0.3, 0.4], 0.4) == 0  # already there at the start
+    assert bench.first_reach(xs, [0.1, 0.2, 0.3, 0.35], 0.4) is None  # never reached
+    assert bench.first_reach(xs, [0.1, 0.5, 0.3, 0.35], 0.4) == pytest.approx(75)  # first crossing
+    assert bench.speedup(300, 150) == pytest.approx(2.0)
+    assert bench.speedup(300, None) is None and bench.speedup(None, 10) is None
+    assert bench.speedup(0, 0) == 1.0 and bench.speedup(10, 0) == math.inf
+    assert bench.rollout_saving(75, 100) == pytest.approx(0.25)
+    assert bench.rollout_saving(None, 100) is None and bench.rollout_saving(5, 0) is None
+    assert bench.mean_ignoring_none([None, 0.2, float("nan"), 0.4]) == pytest.approx(0.3)
+    assert bench.mean_ignoring_none([None, None]) is None
+
+
+def fake_run(selector, seed, accuracies, checkpoints=(0, 100, 200, 300), esr=(0.5, 0.5), spearman=(None, None),
+             select=1.0):
+    evals = [{"checkpoint": c, "rollouts": c, "accuracy": a, "selector_seconds": c / 10, "step": i}
+             for i, (c, a) in enumerate(zip(checkpoints, accuracies))]
+    steps = [{"step": i + 1, "esr": e, "spearman": s} for i, (e, s) in enumerate(zip(esr, spearman))]
+    seconds = {"train": {"generate": 2.0, "verify": 1.0, "update": 3.0, "select": select},
+               "probe": {"generate": 0.5, "verify": 0.5, "update": 0.0, "select": 0.0},
+               "eval": {"generate": 4.0, "verify": 0.0, "update": 0.0, "select": 0.0}}
+    return {"selector": selector, "seed": seed, "evals": evals, "steps": steps,
+            "end": {"steps": len(steps), "rollouts": checkpoints[-1], "ledger": {"seconds": seconds}}}
+
+
+def test_summarize_hand_made_curves():
+    runs = [
+        fake_run("uniform", 0, [0.1, 0.2, 0.3, 0.38]), fake_run("uniform", 1, [0.1, 0.2, 0.3, 0.42]),  # mean 0.4
+        fake_run("gps", 0, [0.1, 0.3, 0.5, 0.6], spearman=(0.2, None)),
+        fake_run("gps", 1, [0.1, 0.3, 0.5, 0.6], spearman=(0.4, None)),  # seed mean reaches 0.4 at 150
+        fake_run("ds", 0, [0.1, 0.15, 0.2, 0.25], esr=(1.0, 0.5)),  # never reaches 0.4; its own final 0.25
+        fake_run("ds", 1, [0.1, 0.15, 0.2, 0.25], esr=(1.0, 1.0)),
+    ]
+    s = bench.summarize(runs, ["uniform", "ds", "gps", "mopps"])
+    u, g, d = s["uniform"], s["gps"], s["ds"]
+    assert u["final_accuracy"] == pytest.approx(0.4)
+    assert u["final_accuracy_ci95"] == pytest.approx(12.706 * math.sqrt(2 * 0.02**2) / math.sqrt(2))
+    assert u["rollouts_to_target"] == pytest.approx(300) and u["speedup"] == pytest.approx(1.0)
+    assert g["rollouts_to_target"] == pytest.approx(150) and g["speedup"] == pytest.approx(2.0)
+    assert g["seconds_to_target"] == pytest.approx(15.0) and g["speedup_seconds"] == pytest.approx(2.0)
+    assert g["final_accuracy_ci95"] == pytest.approx(0.0)
+    assert d["reached_target"] is False and d["rollouts_to_target"] is None and d["speedup"] is None
+    # DS reaches its own final 0.25 at 300; GPS reaches 0.25 at 75 (interpolated): saving 75%
+    assert d["saving_vs_ds"] == pytest.approx(0.0)
+    assert g["saving_vs_ds"] == pytest.approx(0.75)
+    assert d["mean_esr"] == pytest.approx(0.875)
+    assert g["mean_spearman"] == pytest.approx(0.3) and u["mean_spearman"] is None
+    assert g["select_seconds_per_step"] == pytest.approx(0.5)
+    assert g["seconds"] == {"train_generate": 3.0, "train_update": 3.0, "select": 1.0, "probe": 1.0, "eval": 4.0}
+    assert s["mopps"] == {"runs": 0, "seeds": []}
+    table = bench.markdown_table(s, u["final_accuracy"])
+    assert "| gps | 2 |" in table and "not reached" in table and "2.00x" in table and "| mopps | 0 | failed" in table
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def finished(tiny_policy, tmp_path_factory):
+    """One full tiny benchmark (all selectors, two seeds), shared read-only by the tests below."""
+    out = tmp_path_factory.mktemp("bench") / "h2h"
+    rc = bench.main(args(out, tiny_policy))
+    return out, rc
+
+
+def copy_of(finished, tmp_path):
+    dst = tmp_path / "copy"
+    shutil.copytree(finished[0], dst)  # copy2 keeps mtimes
+    return dst
+
+
+def test_full_run_writes_everything(finished, capsys):
+    out, rc = finished
+    assert rc == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["selectors"] == list(bench.SELECTORS) and config["seeds"] == SEEDS
+    assert config["budget"] == 3 * 4 * 4 and config["eval_every_rollouts"] == 16
+    for s in bench.SELECTORS:
+        for seed in SEEDS:
+            recs = lines(out / "runs" / f"{s}-seed{seed}.jsonl")
+            assert recs[0]["type"] == "start" and recs[-1]["type"] == "end"
+            steps = [r for r in recs if r["type"] == "step"]
+            evals = [r for r in recs if r["type"] == "eval"]
+            assert [e["checkpoint"] for e in evals] == [0, 16, 32, 48]
+            assert all(e["rollouts"] >= e["checkpoint"] for e in evals)
+            assert steps[-1]["rollouts"] >= 48 and (len(steps) < 2 or steps[-2]["rollouts"] < 48)
+            assert set(steps[0]["seconds"]) == {"generate", "verify", "update", "select", "probe"}
+            assert recs[-1]["rollouts"] == recs[-1]["ledger"]["rollouts"]["selector"]
+    assert not list((out / "runs").glob("*.error.json"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["selectors"]) == set(bench.SELECTORS)
+    assert summary["selectors"]["uniform"]["runs"] == 2
+    assert summary["selectors"]["uniform"]["steps"] == 3
+    header = (out / "summary.csv").read_text().splitlines()[0].split(",")
+    assert header == bench.COLUMNS
+    md = (out / "summary.md").read_text()
+    assert md.startswith("| selector |") and all(f"| {s} | 2 |" in md for s in bench.SELECTORS)
+    for name in bench.PLOTS:
+        assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_recomputes_only_missing_or_partial_runs(finished, tmp_path, monkeypatch, tiny_policy):
+    out = copy_of(finished, tmp_path)
+    (out / "runs" / "ds-seed0.jsonl").unlink()
+    partial = out / "runs" / "mopps-seed1.jsonl"
+    partial.write_text("\n".join(partial.read_text().splitlines()[:-1]) + "\n")  # drop the end line
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.jsonl") if p != partial}
+    calls = []
+    real = bench.run_one
+    monkeypatch.setattr(bench, "run_one", lambda env, s, seed, *a: calls.append((s, seed)) or real(env, s, seed, *a))
+    assert bench.main(args(out, tiny_policy)) == 0
+    assert sorted(calls) == [("ds", 0), ("mopps", 1)]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.jsonl") if p.name in kept} == kept
+    assert bench.read_run(out / "runs" / "ds-seed0.jsonl") is not None
+    assert bench.read_run(partial) is not None
+    calls.clear()
+    assert bench.main(args(out, tiny_policy)) == 0 and calls == []  # everything finished: nothing recomputed
+
+
+def test_config_mismatch_is_refused(finished, tmp_path, capsys, tiny_policy):
+    out = copy_of(finished, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    with pytest.raises(SystemExit) as exc:
+        bench.main(args(out, tiny_policy, extra=["--k", "2"]))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "different configuration" in err and "k" in err and "budget" in err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--selectors", "uniform,nope"], ["nope", "uniform", "ds", "mopps", "pairing", "gps"]),
+    (["--task-mix", "nope"], ["nope", "default"]),
+    (["--seeds", "0,x"], ["--seeds"]),
+])
+def test_unknown_names_list_valid_ones(tmp_path, capsys, flags, words):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["bench", "--out", str(tmp_path / "o"), *TINY, *flags])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words)
+    assert not (tmp_path / "o").exists()
+
+
+class Boom(Uniform):
+    def act(self, obs):
+        if int(obs["step"][0]) >= 1:
+            raise RuntimeError("selector exploded")
+        return super().act(obs)
+
+
+def test_failing_run_is_recorded_and_benchmark_continues(tmp_path, monkeypatch, capsys, tiny_policy):
+    out = tmp_path / "o"
+    monkeypatch.setitem(bench.SELECTORS, "mopps", lambda env, seed: Boom(env, seed=seed))
+    assert bench.main(args(out, tiny_policy, selectors="mopps,uniform", seeds="0")) == 1
+    error = json.loads((out / "runs" / "mopps-seed0.error.json").read_text())
+    assert error["selector"] == "mopps" and "selector exploded" in error["error"] and "Traceback" in error["traceback"]
+    assert bench.read_run(out / "runs" / "uniform-seed0.jsonl") is not None  # ran after the failure
+    assert bench.read_run(out / "runs" / "mopps-seed0.jsonl") is None
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["selectors"]["mopps"]["runs"] == 0 and summary["errors"][0]["run"] == "mopps-seed0"
+    assert "failed" in capsys.readouterr().out
+    # fixed selector: the next invocation retries the failed run only
+    monkeypatch.setitem(bench.SELECTORS, "mopps", lambda env, seed: Uniform(env, seed=seed))
+    assert bench.main(args(out, tiny_policy, selectors="mopps,uniform", seeds="0")) == 0
+    assert not (out / "runs" / "mopps-seed0.error.json").exists()
+    assert bench.read_run(out / "runs" / "mopps-seed0.jsonl") is not None
+
+
+def test_plot_subcommand_redraws(finished, tmp_path, capsys):
+    out = copy_of(finished, tmp_path)
+    shutil.rmtree(out / "plots")
+    assert bench.main(["plot", str(out)]) == 0
+    for name in bench.PLOTS:
+        assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit):
+        bench.main(["plot", str(tmp_path / "nothing")])
+    assert "not a benchmark directory" in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "gps_env.bench", "bench", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--selectors" in result.stdout and "--policy" not in result.stdout
