@@ -1,6 +1,8 @@
 """Head-to-head benchmark of prompt selectors at matched rollout cost, resumable, with summary and plots.
 
-    gps-env bench --selectors uniform,ds,mopps,pairing,gps --seeds 0,1,2 --steps 200 --out results/h2h
+    gps-env bench --out results/h2h           # all five selectors, one seed, 100 steps: minutes on 2 cores
+    gps-env bench --out results/full --full   # the report: 3 seeds, 300 steps
+    gps-env bench --out results/abl --selectors gps,gps-lam0,gps-nolatent,gps-nointer --seeds 0 --steps 300
     gps-env plot results/h2h          # redraw the plots from the saved runs
 
 (also ``python -m gps_env.bench ...``). Every selector runs the public loop ``env.step(agent.act(obs))``
@@ -39,18 +41,31 @@ from typing import Any
 import numpy as np
 
 from gps_env.agents import GPS, DynamicSampling, MoPPS, Pairing, Uniform
+from gps_env.models import PPMConfig
 from gps_env.policy import mixes
 
-#: Selector factories ``(env, seed) -> agent``, by CLI name.
+#: Selector factories ``(env, seed) -> agent``, by CLI name: the five selectors, then variants
+#: (GPS over random 4B-prompt candidate sets, the GPS paper's ablations, the pairing paper's fixed pair).
 SELECTORS: dict[str, Callable[[Any, int], Any]] = {
     "uniform": lambda env, seed: Uniform(env, seed=seed),
     "ds": lambda env, seed: DynamicSampling(env, seed=seed),
     "mopps": lambda env, seed: MoPPS(env, seed=seed),
     "pairing": lambda env, seed: Pairing(env, seed=seed, refresh_every=25),
     "gps": lambda env, seed: GPS(env, seed=seed),
+    "gps-c4": lambda env, seed: GPS(env, seed=seed, candidates=4),
+    "gps-lam0": lambda env, seed: GPS(env, seed=seed, lam=0.0),
+    "gps-nolatent": lambda env, seed: GPS(env, seed=seed, ppm=PPMConfig(latent_mode="none")),
+    "gps-nointer": lambda env, seed: GPS(env, seed=seed, inter_step=False),
+    "pairing-fixed": lambda env, seed: Pairing(env, seed=seed),
 }
+#: What ``gps-env bench`` runs without ``--selectors``.
+MAIN_SELECTORS = ("uniform", "ds", "mopps", "pairing", "gps")
 BASELINE = "uniform"
 CONFIG_VERSION = 1
+#: ``--full``: the setting of the reproduction report (docs/results.md).
+FULL = {"seeds": "0,1,2", "steps": 300}
+#: Without ``--full`` (the README's main command: all five selectors in minutes on 2 CPU cores).
+SMALL = {"seeds": "0", "steps": 100}
 
 # ---------------------------------------------------------------------------------------------- metrics
 #: Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30.
@@ -115,6 +130,17 @@ def rollout_saving(selector: float | None, reference: float | None) -> float | N
     if selector is None or reference is None or reference <= 0:
         return None
     return 1.0 - selector / reference
+
+
+def moving_average(ys: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over up to ``window`` finite values (NaN where the window holds none)."""
+    if window <= 1:
+        return ys
+    finite = np.isfinite(ys)
+    sums = np.convolve(np.where(finite, ys, 0.0), np.ones(window))[: len(ys)]
+    counts = np.convolve(finite.astype(np.float64), np.ones(window))[: len(ys)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def seed_mean_curve(runs: Sequence[dict], key: str = "accuracy") -> tuple[list[float], np.ndarray]:
@@ -423,8 +449,11 @@ def plot(out: Path, config: dict, runs: Sequence[dict]) -> list[Path]:
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # mean of an all-NaN column
-                ax.plot(np.arange(1, n + 1), np.nanmean(mat, axis=0), label=s, marker="o" if n < 30 else None)
-        ax.set(xlabel="GRPO step", ylabel=label, title=f"{label} ({title})")
+                ys = np.nanmean(mat, axis=0)
+            ax.plot(np.arange(1, n + 1), moving_average(ys, max(1, n // 30)), label=s,
+                    marker="o" if n < 30 else None)
+        smooth = f", moving average over {max(1, n // 30)} steps" if n >= 60 else ""
+        ax.set(xlabel="GRPO step", ylabel=label, title=f"{label} ({title}{smooth})")
         if ax.lines:
             ax.legend()
         else:
@@ -462,10 +491,14 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="run the head-to-head benchmark (resumable)")
-    b.add_argument("--selectors", default=",".join(SELECTORS),
-                   help=f"comma list of {', '.join(SELECTORS)} (uniform is always included)")
-    b.add_argument("--seeds", default="0,1,2", help="comma list of integer seeds")
-    b.add_argument("--steps", type=int, default=200, help="GRPO steps of uniform; budget = steps * B * k rollouts")
+    b.add_argument("--selectors", default=",".join(MAIN_SELECTORS),
+                   help=f"comma list of {', '.join(SELECTORS)} (uniform is always included; "
+                        f"default: {','.join(MAIN_SELECTORS)})")
+    b.add_argument("--seeds", default=None, help=f"comma list of integer seeds (default {SMALL['seeds']})")
+    b.add_argument("--steps", type=int, default=None,
+                   help=f"GRPO steps of uniform; budget = steps * B * k rollouts (default {SMALL['steps']})")
+    b.add_argument("--full", action="store_true",
+                   help=f"the report's setting: --seeds {FULL['seeds']} --steps {FULL['steps']}")
     b.add_argument("--out", type=Path, required=True, help="results directory")
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--k", type=int, default=8, help="rollouts per prompt")
@@ -481,6 +514,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    preset = FULL if args.full else SMALL
+    if args.full and (args.seeds is not None or args.steps is not None):
+        parser.error("--full sets --seeds and --steps; give either --full or those flags")
+    args.seeds = preset["seeds"] if args.seeds is None else args.seeds
+    args.steps = preset["steps"] if args.steps is None else args.steps
     selectors = list(dict.fromkeys(_csv_list(args.selectors)))
     unknown = [s for s in selectors if s not in SELECTORS]
     if unknown:
@@ -517,15 +555,19 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
     }
 
 
-def bench(config: dict, out: Path) -> int:
-    """Run every (seed, selector) not finished yet, then summarise, plot and print the table."""
+def bench(config: dict, out: Path, selectors: Sequence[str] | None = None,
+          seeds: Sequence[int] | None = None) -> int:
+    """Run every requested (seed, selector) not finished yet (default: all in ``config``), then summarise
+    every finished run of the directory, plot and print the table."""
     from tqdm.auto import tqdm
 
+    selectors = config["selectors"] if selectors is None else selectors
+    seeds = config["seeds"] if seeds is None else seeds
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(s, seed) for seed in config["seeds"] for s in config["selectors"]
+    todo = [(s, seed) for seed in seeds for s in selectors
             if read_run(runs_dir / f"{run_name(s, seed)}.jsonl") is None]
-    total = len(config["seeds"]) * len(config["selectors"])
+    total = len(seeds) * len(selectors)
     env = None
     with tqdm(total=total, initial=total - len(todo), desc="benchmark", unit="run") as overall:
         for s, seed in todo:
@@ -562,6 +604,10 @@ def report(config: dict, out: Path, draw: bool = True) -> int:
     return 1 if errors else 0
 
 
+#: Config keys a later invocation may extend (runs are keyed by selector and seed).
+GROWABLE = ("selectors", "seeds")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -578,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     config = _config(args, parser)
+    requested = {key: config[key] for key in GROWABLE}
     out: Path = args.out
     path = out / "config.json"
     if path.exists():
@@ -585,14 +632,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             existing = json.loads(path.read_text())
         except ValueError:
             parser.error(f"{path} is not valid JSON; remove it or use another --out")
-        if existing != config:
-            diff = sorted(k for k in set(existing) | set(config) if existing.get(k) != config.get(k))
+        # Selectors and seeds may be added to a directory; everything that defines the world may not change.
+        diff = sorted(k for k in set(existing) | set(config)
+                      if k not in GROWABLE and existing.get(k) != config.get(k))
+        if diff:
             parser.error(f"{out} holds a benchmark with a different configuration (differs in: {', '.join(diff)}); "
                          "use another --out or the same flags")
+        for key in GROWABLE:
+            config[key] = list(dict.fromkeys([*existing.get(key, []), *config[key]]))
     else:
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, json.dumps(config, indent=1))
-    return bench(config, out)
+    _write_atomic(path, json.dumps(config, indent=1))
+    return bench(config, out, **requested)
 
 
 if __name__ == "__main__":

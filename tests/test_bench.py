@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from gps_env import bench
@@ -179,6 +180,38 @@ def test_config_mismatch_is_refused(finished, tmp_path, capsys, tiny_policy):
     err = capsys.readouterr().err
     assert "different configuration" in err and "k" in err and "budget" in err
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_selectors_and_seeds_may_be_added_never_dropped(finished, tmp_path, monkeypatch, tiny_policy):
+    out = copy_of(finished, tmp_path)
+    calls = []
+    monkeypatch.setattr(bench, "run_one", lambda *a: calls.append(a[1:3]))
+    assert bench.main(args(out, tiny_policy, selectors="uniform,gps", seeds="1")) == 0
+    assert calls == []  # a subset of finished runs: nothing to run
+    config = json.loads((out / "config.json").read_text())
+    assert config["selectors"] == list(bench.SELECTORS) and config["seeds"] == SEEDS
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["selectors"]["gps-c4"]["runs"] == 2  # the report still covers every finished run
+    bench.main(args(out, tiny_policy, selectors="uniform", seeds="1,7"))
+    assert calls == [("uniform", 7)]
+    assert json.loads((out / "config.json").read_text())["seeds"] == [0, 1, 7]
+
+
+def test_full_preset(tmp_path, capsys):
+    parser = bench._parser()
+    config = bench._config(parser.parse_args(["bench", "--out", "x", "--full"]), parser)
+    assert config["seeds"] == [0, 1, 2] and config["steps"] == 300 and config["budget"] == 300 * 32 * 8
+    small = bench._config(parser.parse_args(["bench", "--out", "x"]), parser)
+    assert small["selectors"] == list(bench.MAIN_SELECTORS) and small["steps"] == bench.SMALL["steps"]
+    with pytest.raises(SystemExit):
+        bench.main(["bench", "--out", str(tmp_path / "o"), "--full", "--steps", "5"])
+    assert "--full" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_moving_average():
+    ys = np.array([1.0, np.nan, 3.0, 5.0, np.nan, np.nan, np.nan])
+    np.testing.assert_allclose(bench.moving_average(ys, 2), [1.0, 1.0, 3.0, 4.0, 5.0, np.nan, np.nan])
+    assert bench.moving_average(ys, 1) is ys
 
 
 @pytest.mark.parametrize(("flags", "words"), [
