@@ -220,6 +220,8 @@ def summarize(runs: Sequence[dict], selectors: Sequence[str], baseline: str = BA
             "rollouts": statistics.fmean(r["end"]["rollouts"] for r in rs),
             "seconds": {k: statistics.fmean(c[k] for c in costs) for k in costs[0]},
             "curve": {"rollouts": checkpoints, "accuracy": matrix.mean(axis=0).tolist()},
+            "final_by_task": {t: statistics.fmean(r["evals"][-1]["by_task"][t] for r in rs)
+                              for t in rs[0]["evals"][-1].get("by_task", {})},
         }
     return out
 
@@ -389,6 +391,13 @@ def markdown_table(summary: dict[str, dict[str, Any]], target: float | None) -> 
             f"{_fmt(m['steps'], '.0f')} |"
         )
     note = f"\nTarget: uniform's final seed-mean held-out accuracy = {_fmt(target)}.\n" if target is not None else ""
+    tasks = list(dict.fromkeys(t for m in summary.values() if m["runs"] for t in m["final_by_task"]))
+    if tasks:
+        note += ("\n| selector | " + " | ".join(f"final {t}" for t in tasks) + " |\n|---|"
+                 + "---|" * len(tasks) + "\n")
+        for s, m in summary.items():
+            if m["runs"]:
+                note += f"| {s} | " + " | ".join(_fmt(m["final_by_task"].get(t)) for t in tasks) + " |\n"
     return "\n".join(rows) + "\n" + note
 
 

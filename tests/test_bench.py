@@ -69,7 +69,8 @@ def test_first_reach_speedup_saving_and_means():
 
 def fake_run(selector, seed, accuracies, checkpoints=(0, 100, 200, 300), esr=(0.5, 0.5), spearman=(None, None),
              select=1.0):
-    evals = [{"checkpoint": c, "rollouts": c, "accuracy": a, "selector_seconds": c / 10, "step": i}
+    evals = [{"checkpoint": c, "rollouts": c, "accuracy": a, "selector_seconds": c / 10, "step": i,
+              "by_task": {"addition": a + 0.1, "countdown": a / 2 + seed / 10}}
              for i, (c, a) in enumerate(zip(checkpoints, accuracies))]
     steps = [{"step": i + 1, "esr": e, "spearman": s} for i, (e, s) in enumerate(zip(esr, spearman))]
     seconds = {"train": {"generate": 2.0, "verify": 1.0, "update": 3.0, "select": select},
@@ -104,7 +105,9 @@ def test_summarize_hand_made_curves():
     assert g["select_seconds_per_step"] == pytest.approx(0.5)
     assert g["seconds"] == {"train_generate": 3.0, "train_update": 3.0, "select": 1.0, "probe": 1.0, "eval": 4.0}
     assert s["mopps"] == {"runs": 0, "seeds": []}
+    assert g["final_by_task"] == pytest.approx({"addition": 0.7, "countdown": 0.35})
     table = bench.markdown_table(s, u["final_accuracy"])
+    assert "| gps | 0.700 | 0.350 |" in table and "final countdown" in table
     assert "| gps | 2 |" in table and "not reached" in table and "2.00x" in table and "| mopps | 0 | failed" in table
 
 
