@@ -8,7 +8,7 @@
    near-0.5 **oracle** (not a selector: it knows each prompt's pass rate, re-measured every ``--refresh``
    steps from 16 extra samples per pool prompt that are *not* charged to the ledger, and updated from the
    rewards it observes in between). The oracle bounds what pass-rate-aware selection can gain in this pool;
-   honest selectors that pay for what they learn are compared in ``benchmarks/head_to_head.py``.
+   honest selectors that pay for what they learn are compared in ``gps-env bench`` (docs/results.md).
 """
 
 from __future__ import annotations

@@ -421,34 +421,37 @@ def write_summary(out: Path, config: dict, summary: dict, errors: list[dict]) ->
 PLOTS = ("accuracy.png", "esr.png", "spearman.png", "cost.png")
 
 
-def plot(out: Path, config: dict, runs: Sequence[dict]) -> list[Path]:
-    """Draw accuracy vs rollouts, ESR and Spearman vs step and the cost breakdown under ``out/plots``."""
+def plot(out: Path, config: dict, runs: Sequence[dict], folder: Path | None = None) -> list[Path]:
+    """Draw accuracy vs rollouts, ESR and Spearman vs step and the cost breakdown under ``folder``
+    (default ``out/plots``), for the selectors that have runs in ``runs``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     selectors = [s for s in config["selectors"] if any(r["selector"] == s for r in runs)]
-    folder = out / "plots"
+    folder = out / "plots" if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
-    title = f"B={config['batch_size']}, k={config['k']}, seeds {config['seeds']}"
+    seeds = sorted({r["seed"] for r in runs})
+    title = f"B={config['batch_size']}, k={config['k']}, seeds {seeds}"
     paths = []
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     for s in selectors:
         xs, m = seed_mean_curve([r for r in runs if r["selector"] == s])
         ax.plot(xs, m.mean(axis=0), marker="o", label=s)
         if len(m) > 1:
             ax.fill_between(xs, m.min(axis=0), m.max(axis=0), alpha=0.15)
     ax.set(xlabel="selector rollouts (train + probe)", ylabel="held-out accuracy", title=f"accuracy ({title})")
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     paths.append(folder / PLOTS[0])
     fig.tight_layout()
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
+    window = max(1, max(len(r["steps"]) for r in runs) // 30)  # one smoothing window for every curve
     for fname, key, label in ((PLOTS[1], "esr", "effective-sample ratio"), (PLOTS[2], "spearman", "Spearman ρ")):
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        fig, ax = plt.subplots(figsize=(8, 4))
         for s in selectors:
             seqs = [[np.nan if st.get(key) is None else st[key] for st in r["steps"]]
                     for r in runs if r["selector"] == s]
@@ -459,12 +462,11 @@ def plot(out: Path, config: dict, runs: Sequence[dict]) -> list[Path]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # mean of an all-NaN column
                 ys = np.nanmean(mat, axis=0)
-            ax.plot(np.arange(1, n + 1), moving_average(ys, max(1, n // 30)), label=s,
-                    marker="o" if n < 30 else None)
-        smooth = f", moving average over {max(1, n // 30)} steps" if n >= 60 else ""
+            ax.plot(np.arange(1, n + 1), moving_average(ys, window), label=s, marker="o" if n < 30 else None)
+        smooth = f", moving average over {window} steps" if window > 1 else ""
         ax.set(xlabel="GRPO step", ylabel=label, title=f"{label} ({title}{smooth})")
         if ax.lines:
-            ax.legend()
+            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         else:
             ax.text(0.5, 0.5, "no data (no selector reported it)", ha="center", transform=ax.transAxes)
         paths.append(folder / fname)
@@ -472,7 +474,7 @@ def plot(out: Path, config: dict, runs: Sequence[dict]) -> list[Path]:
         fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     parts = ("train_generate", "train_update", "select", "probe", "eval")
     labels = ("train generate+verify", "train update", "select", "probe", "eval")
     costs = {s: [_seconds(r) for r in runs if r["selector"] == s] for s in selectors}
@@ -481,8 +483,9 @@ def plot(out: Path, config: dict, runs: Sequence[dict]) -> list[Path]:
         vals = np.array([statistics.fmean(c[part] for c in costs[s]) for s in selectors])
         ax.bar(selectors, vals, bottom=bottom, label=label)
         bottom += vals
+    ax.tick_params(axis="x", labelrotation=30 if len(selectors) > 5 else 0)
     ax.set(ylabel="seconds per run (mean over seeds)", title=f"cost breakdown ({title})")
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     paths.append(folder / PLOTS[3])
     fig.tight_layout()
     fig.savefig(paths[-1], dpi=120)
@@ -519,6 +522,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--policy", default=None, help=argparse.SUPPRESS)
     p = sub.add_parser("plot", help="redraw the plots of a benchmark directory")
     p.add_argument("out", type=Path)
+    p.add_argument("--selectors", default=None, help="comma list: draw only these selectors' runs")
+    p.add_argument("--seeds", default=None, help="comma list: draw only these seeds' runs")
+    p.add_argument("--to", type=Path, default=None, help="folder for the PNGs (default OUT/plots)")
     return parser
 
 
@@ -625,10 +631,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not path.exists():
             parser.error(f"{path} not found: not a benchmark directory")
         config = json.loads(path.read_text())
-        runs = load_runs(args.out, config["selectors"], config["seeds"])
+        selectors = config["selectors"] if args.selectors is None else _csv_list(args.selectors)
+        unknown = [s for s in selectors if s not in config["selectors"]]
+        if unknown:
+            parser.error(f"selector(s) {', '.join(unknown)} not in this benchmark; "
+                         f"it has {', '.join(config['selectors'])}")
+        try:
+            seeds = config["seeds"] if args.seeds is None else [int(x) for x in _csv_list(args.seeds)]
+        except ValueError:
+            parser.error(f"--seeds must be a comma list of integers, got {args.seeds!r}")
+        runs = load_runs(args.out, selectors, seeds)
         if not runs:
             parser.error(f"no finished runs in {args.out / 'runs'}")
-        for p in plot(args.out, config, runs):
+        for p in plot(args.out, config, runs, args.to):
             print(p)
         return 0
 

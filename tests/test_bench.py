@@ -265,6 +265,13 @@ def test_plot_subcommand_redraws(finished, tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench.main(["plot", str(tmp_path / "nothing")])
     assert "not a benchmark directory" in capsys.readouterr().err
+    # a subset of selectors and seeds, drawn elsewhere
+    assert bench.main(["plot", str(out), "--selectors", "uniform,gps", "--seeds", "1",
+                       "--to", str(tmp_path / "f")]) == 0
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == sorted(bench.PLOTS)
+    with pytest.raises(SystemExit):
+        bench.main(["plot", str(out), "--selectors", "nope"])
+    assert "nope" in capsys.readouterr().err
 
 
 def test_module_entry_point():
