@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from gps_env.engines import RolloutEngine, Rollouts, SamplingParams, TransformersEngine
+from gps_env.engines import ENGINE_NAMES, RolloutEngine, Rollouts, SamplingParams, build_engine
 from gps_env.grpo import GRPOConfig, GRPOTrainer
 from gps_env.ledger import RolloutLedger
 from gps_env.policy import PolicyConfig, load_policy, mixes, warm_start
@@ -23,6 +24,14 @@ from gps_env.selectors import spearman
 _INT_MAX = np.iinfo(np.int64).max
 MAX_WEIGHT = 1e6  # per-prompt loss weights above this would overflow float32 advantages
 EngineFactory = Callable[[Any, Any], RolloutEngine]
+
+
+def _digest(lines: Any) -> str:
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode())
+        h.update(b"\x1e")
+    return h.hexdigest()[:16]
 
 
 class PromptBatch(spaces.Space[np.ndarray]):
@@ -98,7 +107,8 @@ class PromptSelectionEnv(gym.Env):
     runs (on the rollouts already paid for) and returns ``truncated=True``.
 
     **Info**: ``step``, ``esr``, ``mean_reward``, ``batch``, ``prompt_success`` (B,), ``tokens``,
-    ``grpo`` (update statistics), ``ledger`` (:meth:`RolloutLedger.summary`), ``time`` (seconds by phase of
+    ``grpo`` (update statistics), ``ledger`` (:meth:`RolloutLedger.summary`), ``verifier_timeouts``
+    (verifications this episode that ran out of time and scored 0), ``time`` (seconds by phase of
     this step, only when ``time_in_info``), and every ``eval_every`` steps ``eval`` =
     ``{"step", "accuracy", "greedy_accuracy"?, "by_task"}``: mean sampled success over the held-out set.
     ``reset`` evaluates once too, so a curve starts at step 0.
@@ -122,7 +132,8 @@ class PromptSelectionEnv(gym.Env):
         pool, heldout: user pools that replace the generated ones.
         grpo: GRPO hyperparameters.
         sampling: sampling parameters of training and probe rollouts (eval uses the same).
-        engine: ``"transformers"`` or a factory ``(model, tokenizer) -> RolloutEngine``.
+        engine: ``"auto"`` (vLLM where it is installed and can run the policy, else transformers),
+            ``"transformers"``, ``"vllm"``, or a factory ``(model, tokenizer) -> RolloutEngine``.
         time_in_info: include wall-clock seconds in ``info``. Seconds differ between identical runs, so
             turn this off where infos must compare equal (``check_env``'s determinism check).
         render_mode: ``None`` or ``"ansi"``.
@@ -148,7 +159,7 @@ class PromptSelectionEnv(gym.Env):
         heldout: PromptPool | None = None,
         grpo: GRPOConfig | None = None,
         sampling: SamplingParams | None = None,
-        engine: str | EngineFactory = "transformers",
+        engine: str | EngineFactory = "auto",
         time_in_info: bool = True,
         render_mode: str | None = None,
         progress: bool = True,
@@ -178,16 +189,19 @@ class PromptSelectionEnv(gym.Env):
         self.grpo_config = grpo or GRPOConfig()
         self.time_in_info, self.render_mode = time_in_info, render_mode
 
-        if isinstance(engine, str) and engine != "transformers":
-            raise ValueError(f"unknown engine {engine!r}; pass 'transformers' or a factory")
+        if isinstance(engine, str) and engine not in ENGINE_NAMES:
+            raise ValueError(f"unknown engine {engine!r}; pass one of {ENGINE_NAMES} or a factory")
         if isinstance(policy, (str, Path)):
             self.policy_path = Path(policy)
         else:
             self.policy_path = warm_start(policy or PolicyConfig(mix=task_mix), progress=progress)
         self.policy, self.tokenizer = load_policy(self.policy_path)
         self._initial_state = copy.deepcopy(self.policy.state_dict())
-        factory = TransformersEngine if engine == "transformers" else engine
-        self.engine: RolloutEngine = factory(self.policy, self.tokenizer)
+        self.engine: RolloutEngine = (
+            build_engine(engine, self.policy, self.tokenizer, self.policy_path)
+            if isinstance(engine, str)
+            else engine(self.policy, self.tokenizer)
+        )
 
         n = len(self.pool)
         self.action_space = PromptBatch(n, self.batch_size)
@@ -216,6 +230,7 @@ class PromptSelectionEnv(gym.Env):
         self._generator = torch.Generator().manual_seed(int(seeds[0]))
         self._eval_seed = int(seeds[1])  # one seed per episode: every eval uses the same random numbers
         self.ledger.reset()
+        self._timeouts_at_reset = self._verifier_timeouts()
         n = len(self.pool)
         self._times_selected = np.zeros(n, np.int64)
         self._rollouts = np.zeros(n, np.int64)
@@ -348,6 +363,7 @@ class PromptSelectionEnv(gym.Env):
             info["spearman"] = None if np.isnan(rho) else rho
         if self.eval_every and self._step % self.eval_every == 0:
             info["eval"] = self.evaluate()
+        info["verifier_timeouts"] = self._verifier_timeouts() - self._timeouts_at_reset
         if self.time_in_info:
             info["time"] = {ph: self.ledger.seconds["train"][ph] - before["train"][ph]
                             for ph in ("generate", "verify", "update")}
@@ -360,6 +376,11 @@ class PromptSelectionEnv(gym.Env):
         return self._observation(), esr, False, self._done, info
 
     # ------------------------------------------------------------------ rollouts, probes, evaluation
+    def _verifier_timeouts(self) -> int:
+        """Timed-out verifications so far, over the distinct tasks of the pool and the held-out set."""
+        tasks = {id(t): t for pool in (self.pool, self.heldout) for t in pool.tasks.values()}
+        return sum(t.timeouts for t in tasks.values())
+
     def _rollout(self, indices: Sequence[int], n: int, purpose: str) -> tuple[Rollouts, np.ndarray]:
         prompts = [self.pool[i].prompt for i in indices]
         with self.ledger.timer(purpose, "generate"):
@@ -428,6 +449,113 @@ class PromptSelectionEnv(gym.Env):
             "by_task": by_task,
         }
         return copy.deepcopy(self._last_eval)
+
+    # ------------------------------------------------------------------ checkpointing
+    @property
+    def current_step(self) -> int:
+        """GRPO steps taken in this episode."""
+        return self._step
+
+    @property
+    def done(self) -> bool:
+        """Whether the episode is truncated (step or rollout budget spent): ``reset`` is needed."""
+        return self._done
+
+    def config_fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint of this env must agree with: the world, the initial policy and the RL settings.
+
+        Digests (sha256, 16 hex digits) stand in for the pools and the initial weights.
+        """
+        h = hashlib.sha256()
+        for name in sorted(self._initial_state):
+            tensor = self._initial_state[name].detach().cpu().contiguous()
+            h.update(name.encode())
+            h.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        return {
+            "pool": _digest(f"{p.task}\x1f{p.prompt}\x1f{p.answer}" for p in self.pool.problems),
+            "heldout": _digest(f"{p.task}\x1f{p.prompt}\x1f{p.answer}" for p in self.heldout.problems),
+            "initial_policy": h.hexdigest()[:16],
+            "batch_size": self.batch_size, "k": self.k, "max_steps": self.max_steps,
+            "rollout_budget": self.rollout_budget, "eval_every": self.eval_every,
+            "eval_rollouts": self.eval_rollouts, "sampling": repr(self.sampling), "grpo": repr(self.grpo_config),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed episode needs to continue bit-identically on CPU: policy weights, optimiser,
+        ledger, per-prompt history, step counters and RNG states. Take it between steps (after ``reset``
+        or ``step`` returned, before the agent probes for the next step).
+
+        Raises:
+            gymnasium.error.ResetNeeded: before the first ``reset``.
+            RuntimeError: while probe results wait for the next ``step``.
+        """
+        if not self._started:
+            raise gym.error.ResetNeeded("call reset() before state_dict(): there is no episode to save")
+        if self._probe_cache:
+            raise RuntimeError("probe rollouts are pending for the next step; checkpoint after step() returns")
+        return {
+            "fingerprint": self.config_fingerprint(),
+            "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
+            "optimizer": copy.deepcopy(self.trainer.optimizer.state_dict()),
+            "ledger": self.ledger.state_dict(),
+            "np_random": copy.deepcopy(self.np_random.bit_generator.state),
+            "generator": self._generator.get_state(),
+            "eval_seed": self._eval_seed,
+            "step": self._step,
+            "done": self._done,
+            "verifier_timeouts": self._verifier_timeouts() - self._timeouts_at_reset,
+            "history": {
+                "times_selected": self._times_selected.copy(), "rollouts": self._rollouts.copy(),
+                "successes": self._successes.copy(), "last_seen": self._last_seen.copy(),
+                "last_batch": self._last_batch.copy(), "last_rewards": self._last_rewards.copy(),
+            },
+            "last_eval": copy.deepcopy(self._last_eval),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Continue the episode saved by :meth:`state_dict`; returns its observation.
+
+        Raises:
+            ValueError: when the state comes from an env with another world, policy or settings (naming what
+                differs); the env is left as it was.
+        """
+        theirs, ours = state.get("fingerprint", {}), self.config_fingerprint()
+        differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        if differ:
+            raise ValueError(f"checkpoint is from another configuration (differs in: {', '.join(differ)})")
+        n, history = len(self.pool), state["history"]
+        shapes = {"times_selected": (n,), "rollouts": (n,), "successes": (n,), "last_seen": (n,),
+                  "last_batch": (self.batch_size,), "last_rewards": (self.batch_size, self.k)}
+        for key, shape in shapes.items():
+            if np.shape(history[key]) != shape:
+                raise ValueError(f"checkpoint history {key!r} has shape {np.shape(history[key])}, expected {shape}")
+        expected = {k: tuple(v.shape) for k, v in self._initial_state.items()}
+        if {k: tuple(v.shape) for k, v in state["policy"].items()} != expected:
+            raise ValueError("checkpoint policy weights do not match this env's policy (names or shapes)")
+        # The trainer is rebuilt from the initial weights first, so a KL reference is the initial policy.
+        self.policy.load_state_dict(self._initial_state)
+        self.trainer = GRPOTrainer(self.policy, self.grpo_config, self.tokenizer.pad_token_id)
+        self.policy.load_state_dict(state["policy"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.engine.load_weights(self.policy.state_dict())
+        self.ledger.load_state_dict(state["ledger"])
+        rng = np.random.Generator(getattr(np.random, state["np_random"]["bit_generator"])())
+        rng.bit_generator.state = copy.deepcopy(state["np_random"])
+        self.np_random = rng
+        self._generator = torch.Generator()
+        self._generator.set_state(state["generator"])
+        self._eval_seed = int(state["eval_seed"])
+        self._step, self._done, self._started = int(state["step"]), bool(state["done"]), True
+        self._timeouts_at_reset = self._verifier_timeouts() - int(state["verifier_timeouts"])
+        self._times_selected, self._rollouts, self._successes, self._last_seen, self._last_batch = (
+            np.array(history[k], dtype=np.int64)
+            for k in ("times_selected", "rollouts", "successes", "last_seen", "last_batch")
+        )
+        self._last_rewards = np.array(history["last_rewards"], dtype=np.float32)
+        self._probe_cache = {}
+        self._last_eval = copy.deepcopy(state["last_eval"])
+        self._returned_at, self._charged_then = time.perf_counter(), self._charged_seconds()
+        return self._observation()
 
     # ------------------------------------------------------------------ observation, rendering
     def _observation(self) -> dict[str, np.ndarray]:

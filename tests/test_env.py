@@ -62,7 +62,7 @@ def test_spaces(make_env):
 @pytest.mark.parametrize(
     "kwargs",
     [dict(rollouts_per_prompt=0), dict(max_steps=0), dict(eval_rollouts=0), dict(eval_every=-1),
-     dict(rollout_budget=0), dict(render_mode="human"), dict(engine="vllm"), dict(task_mix="nope"),
+     dict(rollout_budget=0), dict(render_mode="human"), dict(engine="nope"), dict(task_mix="nope"),
      dict(batch_size=49), dict(batch_size=0)],
 )
 def test_constructor_validation(make_env, kwargs):

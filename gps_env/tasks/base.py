@@ -51,6 +51,8 @@ class Task:
 
     name: str = "task"
     max_completion_chars: int = DEFAULT_MAX_COMPLETION_CHARS
+    #: Verifications that ran out of time and scored 0 (only verifiers with a time limit count any).
+    timeouts: int = 0
 
     def verify(self, completion: str, problem: Problem) -> float:
         """Binary reward in {0.0, 1.0} for ``completion`` as an answer to ``problem``."""

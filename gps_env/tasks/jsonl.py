@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from gps_env.tasks.base import FunctionTask, Problem, Task, exact_match
+from gps_env.tasks.datasets import read_records
 
 
 def load_jsonl(
@@ -18,7 +18,8 @@ def load_jsonl(
 
     Args:
         path: a ``.jsonl`` file; blank lines are skipped. Each record needs string fields ``prompt`` and
-            ``answer``; any other fields are kept in :attr:`Problem.meta`.
+            ``answer``; any other fields are kept in :attr:`Problem.meta`. (A ``.parquet`` file with the same
+            columns works too; :func:`gps_env.tasks.load_dataset_file` reads the papers' dataset formats.)
         task: the verifier: a :class:`Task`, a function ``fn(completion, answer)``, or ``None`` for exact
             match.
         task_name: name for a verifier built from a function (default: the file's stem).
@@ -33,21 +34,12 @@ def load_jsonl(
     if not isinstance(task, Task):
         task = FunctionTask(task_name or path.stem, task or exact_match)
     problems = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-            for key in ("prompt", "answer"):
-                if not isinstance(record.get(key), str):
-                    raise ValueError(f"{path}:{line_no}: field {key!r} must be a string")
-            meta = {k: v for k, v in record.items() if k not in ("prompt", "answer")}
-            problems.append(Problem(record["prompt"], record["answer"], task.name, meta))
+    for where, record in read_records(path):
+        for key in ("prompt", "answer"):
+            if not isinstance(record.get(key), str):
+                raise ValueError(f"{where}: field {key!r} must be a string")
+        meta = {k: v for k, v in record.items() if k not in ("prompt", "answer")}
+        problems.append(Problem(record["prompt"], record["answer"], task.name, meta))
     if not problems:
         raise ValueError(f"{path}: no records")
     return problems, task

@@ -1,0 +1,194 @@
+"""The math-verify task: real math-verify in a worker process, its time limits, and the env's timeout count."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from gps_env.pool import PromptPool
+from gps_env.tasks import MathTask, MathVerifier, Problem, last_boxed, load_dataset_file
+from gps_env.tasks.math import HARD_LIMIT_GRACE
+
+#: SymPy compares this to any number for minutes, but in interruptible Python code: the worker's alarm stops it.
+SLOW = r"\boxed{9^{9^{9}}}"
+#: math-verify's LaTeX parser takes seconds on deep nesting, so a gold answer like this times out whatever
+#: the completion is (the parse of the gold comes first).
+NESTED = "(" * 300 + "1" + ")" * 300
+HALF = Problem("What is 1/2 as a decimal?", r"\frac{1}{2}", "math")
+
+
+@pytest.fixture(scope="module")
+def task():
+    task = MathTask(time_limit=0.5)
+    yield task
+    task.close()
+
+
+@pytest.mark.parametrize(
+    ("completion", "reward"),
+    [
+        (r"\boxed{0.5}", 1.0),
+        (r"The answer is $\dfrac{2}{4}$.", 1.0),
+        ("x = 1/2", 1.0),
+        (r"so $\boxed{\frac{1}{2}}$", 1.0),
+        ("0.25", 0.0),
+        (r"\boxed{2}", 0.0),
+        ("", 0.0),
+        ("no numbers at all", 0.0),
+    ],
+)
+def test_equivalent_answers(task, completion, reward):
+    assert task.verify(completion, HALF) == reward
+
+
+def test_symbolic_and_gold_forms(task):
+    assert task.verify(r"\boxed{x^2-1}", Problem("expand", "(x-1)(x+1)", "math")) == 1.0
+    assert task.verify(r"\boxed{(1, 2)}", Problem("pair", "(1,2)", "math")) == 1.0
+    assert task.verify("7", Problem("seven", "7", "math")) == 1.0
+    # A gold answer math-verify cannot read scores every completion 0.
+    assert task.verify("7", Problem("broken", "", "math")) == 0.0
+
+
+def test_model_text_is_parsed_never_run(task, tmp_path):
+    marker = tmp_path / "ran"
+    for text in (f"__import__('os').system('touch {marker}')", f"open('{marker}', 'w')", "exec('1')"):
+        assert task.verify(text, HALF) == 0.0
+    assert not marker.exists()
+
+
+def test_long_completions_score_0_unparsed():
+    task = MathTask(max_completion_chars=32)
+    assert task.verify(" " * 10 + r"\boxed{0.5}", HALF) == 1.0  # stripped, then within the bound
+    started = task.verifier.pid
+    assert task.verify("x" * 33 + r"\boxed{0.5}", HALF) == 0.0
+    assert task.verifier.pid == started and task.timeouts == 0
+    task.close()
+    assert task.verifier.pid is None
+
+
+def test_soft_timeout_scores_0_counts_and_keeps_the_worker(task):
+    task.verify("1", HALF)
+    pid, before = task.verifier.pid, task.timeouts
+    start = time.perf_counter()
+    assert task.verify(SLOW, HALF) == 0.0
+    assert time.perf_counter() - start < task.verifier.time_limit + HARD_LIMIT_GRACE
+    assert task.timeouts == before + 1
+    assert task.verifier.pid == pid  # interrupted inside the worker, which carries on
+    assert task.verify(r"\boxed{0.5}", HALF) == 1.0
+
+
+def test_hard_timeout_kills_a_stuck_worker_and_starts_a_new_one(task):
+    task.verify("1", HALF)
+    stuck, before = task.verifier.pid, task.timeouts
+    os.kill(stuck, signal.SIGSTOP)  # a worker that ignores its own alarm, as C code that never yields would
+    start = time.perf_counter()
+    assert task.verify(r"\boxed{0.5}", HALF) == 0.0
+    assert time.perf_counter() - start >= task.verifier.time_limit + HARD_LIMIT_GRACE - 0.05
+    assert task.timeouts == before + 1 and task.verifier.pid is None
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(stuck, 0)
+    assert task.verify(r"\boxed{0.5}", HALF) == 1.0
+    assert task.verifier.pid not in (None, stuck)
+
+
+def test_dead_worker_scores_0_and_is_replaced(task):
+    task.verify("1", HALF)
+    dead, before = task.verifier.pid, task.timeouts
+    os.kill(dead, signal.SIGKILL)
+    time.sleep(0.05)
+    assert task.verify(r"\boxed{0.5}", HALF) == 0.0
+    assert task.timeouts == before + 1
+    assert task.verify(r"\boxed{0.5}", HALF) == 1.0 and task.verifier.pid != dead
+
+
+def test_a_worker_that_does_not_start_is_an_error():
+    verifier = MathVerifier(startup_timeout=0.001)
+    with pytest.raises(RuntimeError, match="did not start within"):
+        verifier.check("1", "1")
+    assert verifier.pid is None
+
+
+@pytest.mark.parametrize("kwargs", [{"time_limit": 0}, {"time_limit": -1.0}, {"startup_timeout": 0},
+                                    {"memory_limit_mb": 16}])
+def test_verifier_arguments_are_checked(kwargs):
+    with pytest.raises(ValueError):
+        MathVerifier(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("text", "boxed"),
+    [
+        (r"so $\boxed{\frac{1}{2}}$.", r"\frac{1}{2}"),
+        (r"\boxed{1} first, then \boxed{2}", "2"),
+        (r"\fbox{3}", "3"),
+        (r"the answer is $\boxed 5$.", "5"),
+        (r"\boxed{\{1, 2\}}", r"\{1, 2\}"),
+        (r"\boxed{unclosed", None),
+        ("no box", None),
+    ],
+)
+def test_last_boxed(text, boxed):
+    assert last_boxed(text) == boxed
+
+
+def _lighteval_file(path, problems):
+    """``(problem, answer)`` pairs as MATH-lighteval records (the gold answer boxed inside a solution)."""
+    lines = [json.dumps({"problem": problem, "solution": f"Multiplying gives $\\boxed{{{answer}}}$.",
+                         "level": "Level 1", "type": "Prealgebra"}) for problem, answer in problems]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_jsonl_math_dataset_runs_through_the_env(make_env, tmp_path):
+    """A MATH-lighteval JSONL file, verified by math-verify, trains the tiny policy for a few steps.
+
+    The prompts use the tiny policy's alphabet, and half the answers are 0, which the barely trained tiny
+    policy writes often (``0``, ``000``, ``0*0``...), so math-verify hands out real rewards through the env.
+    """
+    train = [(f"{a}*{b}=", str(a * b)) for a in range(1, 5) for b in (0, 1)]
+    test = [(f"{a}*{b}=", str(a * b)) for a in range(5, 7) for b in (0, 1)]
+    pool_problems, math = load_dataset_file(_lighteval_file(tmp_path / "train.jsonl", train), "math-lighteval")
+    held_problems, _ = load_dataset_file(_lighteval_file(tmp_path / "test.jsonl", test), "math-lighteval",
+                                         task=math)
+    assert isinstance(math, MathTask) and [p.answer for p in pool_problems[:2]] == ["0", "1"]
+    assert pool_problems[0].meta == {"level": "Level 1", "type": "Prealgebra"}
+    try:
+        env = make_env(pool=PromptPool(pool_problems, [math]), heldout=PromptPool(held_problems, [math]),
+                       eval_every=2, max_steps=4)
+        env.reset(seed=0)
+        rewards = []
+        for step in range(4):
+            _, esr, _, truncated, info = env.step(env.action_space.sample())
+            rewards.append(info["mean_reward"])
+            assert info["verifier_timeouts"] == 0 and 0.0 <= esr <= 1.0
+            assert truncated == (step == 3)
+        assert max(rewards) > 0 and "math" in info["eval"]["by_task"]
+    finally:
+        math.close()
+
+
+def test_env_counts_verifier_timeouts(make_env, tmp_path):
+    """Every rollout of a problem whose gold answer is too slow to parse times out, scores 0 and is counted."""
+    path = _lighteval_file(tmp_path / "slow.jsonl", [("1*1=", "1"), ("2*1=", "2"), ("3*1=", "3"), ("9>9:", NESTED)])
+    math = MathTask(time_limit=0.2)
+    problems, _ = load_dataset_file(path, "math-lighteval", task=math)
+    assert problems[-1].answer == NESTED
+    try:
+        pool = PromptPool(problems, [math])
+        env = make_env(pool=pool, heldout=pool, batch_size=4, rollouts_per_prompt=2, eval_every=0, max_steps=2)
+        env.reset(seed=0)
+        batch = np.arange(4)
+        _, _, _, _, info = env.step(batch)
+        assert info["verifier_timeouts"] == 2 and info["prompt_success"][3] == 0.0
+        _, _, _, _, info = env.step(batch)
+        assert info["verifier_timeouts"] == 4  # counted over the episode
+        env.reset(seed=0)
+        _, _, _, _, info = env.step(batch)
+        assert info["verifier_timeouts"] == 2 and math.timeouts == 6  # the count restarts with the episode
+    finally:
+        math.close()
