@@ -418,11 +418,11 @@ def write_summary(out: Path, config: dict, summary: dict, errors: list[dict]) ->
     return table
 
 
-PLOTS = ("accuracy.png", "esr.png", "spearman.png", "cost.png")
+PLOTS = ("accuracy.png", "esr.png", "spearman.png", "cost.png", "accuracy_seconds.png")
 
 
 def plot(out: Path, config: dict, runs: Sequence[dict], folder: Path | None = None) -> list[Path]:
-    """Draw accuracy vs rollouts, ESR and Spearman vs step and the cost breakdown under ``folder``
+    """Draw accuracy vs rollouts and vs seconds, ESR and Spearman vs step and the cost breakdown under ``folder``
     (default ``out/plots``), for the selectors that have runs in ``runs``."""
     import matplotlib
 
@@ -445,6 +445,20 @@ def plot(out: Path, config: dict, runs: Sequence[dict], folder: Path | None = No
     ax.set(xlabel="selector rollouts (train + probe)", ylabel="held-out accuracy", title=f"accuracy ({title})")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     paths.append(folder / PLOTS[0])
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for s in selectors:
+        mine = [r for r in runs if r["selector"] == s]
+        _, m = seed_mean_curve(mine)
+        _, secs = seed_mean_curve(mine, "selector_seconds")
+        ax.plot(secs.mean(axis=0), m.mean(axis=0), marker="o", label=s)
+    ax.set(xlabel="selector seconds (train + probe phases, mean over seeds)", ylabel="held-out accuracy",
+           title=f"accuracy vs time ({title})")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    paths.append(folder / PLOTS[4])
     fig.tight_layout()
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
