@@ -138,6 +138,12 @@ class PromptSelectionEnv(gym.Env):
             turn this off where infos must compare equal (``check_env``'s determinism check).
         render_mode: ``None`` or ``"ansi"``.
         progress: show a progress bar while the warm start trains on first use.
+        device: where the policy trains (``"cuda"`` on a GPU machine).
+        dtype: policy dtype, e.g. ``"bfloat16"`` for a real model on a GPU (``None``: as saved).
+        gradient_checkpointing: recompute activations in the backward pass (large models; pair it with
+            ``GRPOConfig(micro_batch_size=...)``).
+        chat_template: wrap each prompt as one user turn with the tokenizer's chat template (and the
+            generation prompt) before sampling; for instruction-tuned models. Verifiers see only completions.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -163,6 +169,10 @@ class PromptSelectionEnv(gym.Env):
         time_in_info: bool = True,
         render_mode: str | None = None,
         progress: bool = True,
+        device: str = "cpu",
+        dtype: str | None = None,
+        gradient_checkpointing: bool = False,
+        chat_template: bool = False,
     ) -> None:
         for name, value in (("rollouts_per_prompt", rollouts_per_prompt), ("max_steps", max_steps),
                             ("eval_rollouts", eval_rollouts)):
@@ -195,7 +205,11 @@ class PromptSelectionEnv(gym.Env):
             self.policy_path = Path(policy)
         else:
             self.policy_path = warm_start(policy or PolicyConfig(mix=task_mix), progress=progress)
-        self.policy, self.tokenizer = load_policy(self.policy_path)
+        self.policy, self.tokenizer = load_policy(self.policy_path, device=device, dtype=dtype,
+                                                  gradient_checkpointing=gradient_checkpointing)
+        if chat_template and not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"chat_template=True but the tokenizer in {self.policy_path} has no chat template")
+        self.chat_template = chat_template
         self._initial_state = copy.deepcopy(self.policy.state_dict())
         self.engine: RolloutEngine = (
             build_engine(engine, self.policy, self.tokenizer, self.policy_path)
@@ -376,13 +390,19 @@ class PromptSelectionEnv(gym.Env):
         return self._observation(), esr, False, self._done, info
 
     # ------------------------------------------------------------------ rollouts, probes, evaluation
+    def _format(self, prompt: str) -> str:
+        if not self.chat_template:
+            return prompt
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                  add_generation_prompt=True)
+
     def _verifier_timeouts(self) -> int:
         """Timed-out verifications so far, over the distinct tasks of the pool and the held-out set."""
         tasks = {id(t): t for pool in (self.pool, self.heldout) for t in pool.tasks.values()}
         return sum(t.timeouts for t in tasks.values())
 
     def _rollout(self, indices: Sequence[int], n: int, purpose: str) -> tuple[Rollouts, np.ndarray]:
-        prompts = [self.pool[i].prompt for i in indices]
+        prompts = [self._format(self.pool[i].prompt) for i in indices]
         with self.ledger.timer(purpose, "generate"):
             rollouts = self.engine.generate(prompts, n, self.sampling, self._generator)
         with self.ledger.timer(purpose, "verify"):
@@ -427,7 +447,7 @@ class PromptSelectionEnv(gym.Env):
         if not self._started:
             raise gym.error.ResetNeeded("call reset() before evaluate()")
         generator = torch.Generator().manual_seed(self._eval_seed)
-        prompts = self.heldout.prompts
+        prompts = [self._format(p) for p in self.heldout.prompts]
         with self.ledger.timer("eval", "generate"):
             rollouts = self.engine.generate(prompts, self.eval_rollouts, self.sampling, generator)
         with self.ledger.timer("eval", "verify"):
@@ -466,15 +486,17 @@ class PromptSelectionEnv(gym.Env):
 
         Digests (sha256, 16 hex digits) stand in for the pools and the initial weights.
         """
-        h = hashlib.sha256()
-        for name in sorted(self._initial_state):
-            tensor = self._initial_state[name].detach().cpu().contiguous()
-            h.update(name.encode())
-            h.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        if getattr(self, "_initial_digest", None) is None:  # hashed once: a real model's weights are GBs
+            h = hashlib.sha256()
+            for name in sorted(self._initial_state):
+                tensor = self._initial_state[name].detach().cpu().contiguous()
+                h.update(name.encode())
+                h.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            self._initial_digest = h.hexdigest()[:16]
         return {
             "pool": _digest(f"{p.task}\x1f{p.prompt}\x1f{p.answer}" for p in self.pool.problems),
             "heldout": _digest(f"{p.task}\x1f{p.prompt}\x1f{p.answer}" for p in self.heldout.problems),
-            "initial_policy": h.hexdigest()[:16],
+            "initial_policy": self._initial_digest, "chat_template": self.chat_template,
             "batch_size": self.batch_size, "k": self.k, "max_steps": self.max_steps,
             "rollout_budget": self.rollout_budget, "eval_every": self.eval_every,
             "eval_rollouts": self.eval_rollouts, "sampling": repr(self.sampling), "grpo": repr(self.grpo_config),

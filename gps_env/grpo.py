@@ -37,6 +37,9 @@ class GRPOConfig:
         scale_by_std: divide advantages by the group's standard deviation.
         epochs: optimisation passes over each batch.
         adv_eps: added to the std.
+        micro_batch_size: rollouts per forward/backward pass (None: the whole batch at once). Gradients are
+            accumulated over micro-batches, so the update is the same up to float rounding; this is what lets
+            a large model's step fit in memory.
     """
 
     lr: float = 1e-4
@@ -47,6 +50,13 @@ class GRPOConfig:
     scale_by_std: bool = True
     epochs: int = 1
     adv_eps: float = 1e-6
+    micro_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1 or None, got {self.micro_batch_size}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
 
 
 def group_advantages(rewards: np.ndarray, scale_by_std: bool = True, eps: float = 1e-6) -> np.ndarray:
@@ -120,38 +130,46 @@ class GRPOTrainer:
         if kept.size == 0:
             return GRPOStats(0.0, 0.0, 0, groups, total_tokens, 0.0, 0.0)
         rows = [g * n + j for g in kept for j in range(n)]
-        ids, attention, completion_mask = self._batch(
+        device = next(self.policy.parameters()).device
+        ids, attention, completion_mask = (t.to(device) for t in self._batch(
             [prompt_ids[r] for r in rows], [completion_ids[r] for r in rows]
-        )
+        ))
         mask = completion_mask[:, 1:].float()
-        adv = torch.tensor(advantages[kept].reshape(-1), dtype=torch.float32)[:, None]
+        adv = torch.tensor(advantages[kept].reshape(-1), dtype=torch.float32, device=device)[:, None]
+        size = self.config.micro_batch_size or len(rows)
+        chunks = [slice(i, i + size) for i in range(0, len(rows), size)]
         self.policy.train()
         with torch.no_grad():
-            old = self._token_logprobs(self.policy, ids, attention)
-            ref = self._token_logprobs(self.reference, ids, attention) if self.reference is not None else None
+            old = torch.cat([self._token_logprobs(self.policy, ids[c], attention[c]) for c in chunks])
+            ref = (torch.cat([self._token_logprobs(self.reference, ids[c], attention[c]) for c in chunks])
+                   if self.reference is not None else None)
         for _ in range(self.config.epochs):
-            logp = self._token_logprobs(self.policy, ids, attention)
-            ratio = torch.exp(logp - old)
-            clipped = ratio.clamp(1 - self.config.eps_low, 1 + self.config.eps_high)
-            surrogate = torch.minimum(ratio * adv, clipped * adv)
-            per_token = -surrogate
-            kl = torch.zeros_like(logp)
-            if ref is not None:
-                kl = torch.exp(ref - logp) - (ref - logp) - 1
-                per_token = per_token + self.config.kl_coef * kl
-            loss = (per_token * mask).sum() / total_tokens
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_sum, clipped_tokens, kl_sum = 0.0, 0.0, 0.0
+            for c in chunks:  # token-mean over the whole batch: each chunk's sum is divided by all tokens
+                logp = self._token_logprobs(self.policy, ids[c], attention[c])
+                ratio = torch.exp(logp - old[c])
+                clipped = ratio.clamp(1 - self.config.eps_low, 1 + self.config.eps_high)
+                per_token = -torch.minimum(ratio * adv[c], clipped * adv[c])
+                kl = torch.zeros_like(logp)
+                if ref is not None:
+                    kl = torch.exp(ref[c] - logp) - (ref[c] - logp) - 1
+                    per_token = per_token + self.config.kl_coef * kl
+                loss = (per_token * mask[c]).sum() / total_tokens
+                loss.backward()
+                loss_sum += float(loss.detach())
+                clipped_tokens += float(((ratio - clipped).abs() > 0).float().mul(mask[c]).sum())
+                kl_sum += float((kl.detach() * mask[c]).sum())
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
             self.optimizer.step()
         self.policy.eval()
-        clip_fraction = float(((ratio - clipped).abs() > 0).float().mul(mask).sum() / mask.sum())
+        masked_tokens = float(mask.sum())
         return GRPOStats(
-            loss=float(loss.detach()),
+            loss=loss_sum,
             grad_norm=float(grad_norm),
             kept_groups=int(kept.size),
             total_groups=groups,
             tokens=total_tokens,
-            clip_fraction=clip_fraction,
-            kl=float((kl.detach() * mask).sum() / mask.sum()),
+            clip_fraction=clipped_tokens / masked_tokens,
+            kl=kl_sum / masked_tokens,
         )

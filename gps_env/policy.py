@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 from gps_env.tasks import TaskMix, default_mix
 
@@ -210,8 +218,37 @@ def warm_start(
     return out
 
 
-def load_policy(path: str | Path) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
-    """Load a saved policy and its tokenizer (safetensors weights) in eval mode."""
-    model = LlamaForCausalLM.from_pretrained(path, use_safetensors=True)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+def load_policy(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+    gradient_checkpointing: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM checkpoint directory (the embedded policy or any local Hugging Face model) and its
+    tokenizer, in eval mode. Weights load from safetensors only (no pickle).
+
+    Args:
+        path: a directory with ``config.json``, ``*.safetensors`` and the tokenizer files.
+        device: where the model lives (``"cuda"`` for a GPU run).
+        dtype: ``None`` (as saved, float32 for the embedded policy), ``"bfloat16"``, ``"float16"``,
+            ``"float32"`` or a ``torch.dtype``.
+        gradient_checkpointing: recompute activations in the backward pass (for large models).
+    """
+    if isinstance(dtype, str):
+        if dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(f"dtype must be bfloat16, float16, float32 or None, got {dtype!r}")
+        dtype = getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=dtype).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:  # many chat models ship without one; padding is masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    if gradient_checkpointing:
+        enable_checkpointing(model)
     return model.eval(), tokenizer
+
+
+def enable_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute activations in the backward pass (transformers >= 5 calls it activation checkpointing)."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+    model.config.use_cache = False

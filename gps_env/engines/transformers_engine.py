@@ -31,8 +31,13 @@ class TransformersEngine:
 
     Args:
         model: a causal LM; it is deep-copied.
-        tokenizer: its tokenizer (BOS prepended by the engine, EOS stops a row).
+        tokenizer: its tokenizer. The engine prepends BOS where the tokenizer has one and the prompt does
+            not already start with it (a chat template may include it); EOS, and any end-of-turn ids in the
+            model's ``generation_config.eos_token_id``, stop a row.
         max_batch_rows: rows sampled at once; larger requests are split into chunks.
+
+    Tensors live on the model's device; token draws use the caller's CPU ``torch.Generator`` (probabilities
+    are moved to the CPU for the draw), so a seed gives the same completions wherever the model runs.
     """
 
     def __init__(
@@ -47,6 +52,12 @@ class TransformersEngine:
         self.tokenizer = tokenizer
         self.max_batch_rows = max_batch_rows
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        extra = eos if isinstance(eos, list) else [] if eos is None else [eos]
+        self.stop_ids = sorted({tokenizer.eos_token_id, *extra} - {None})
+        if not self.stop_ids:
+            raise ValueError("the tokenizer has no EOS token and the model's generation config names none")
+        self.device = next(self.model.parameters()).device
 
     def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
         own = self.model.state_dict()
@@ -58,7 +69,9 @@ class TransformersEngine:
                 tensor.copy_(state[name])
 
     def _encode(self, prompt: str) -> list[int]:
-        return [self.tokenizer.bos_token_id, *self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        return ids if bos is None or ids[:1] == [bos] else [bos, *ids]
 
     @torch.inference_mode()
     def generate(
@@ -90,21 +103,25 @@ class TransformersEngine:
     def _sample(
         self, rows: list[list[int]], sampling: SamplingParams, generator: torch.Generator
     ) -> tuple[list[list[int]], list[np.ndarray]]:
-        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        stop = torch.tensor(self.stop_ids, device=self.device)
         width = max(map(len, rows))
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, width - len(row) :] = torch.tensor(row)
             mask[i, width - len(row) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         # One preallocated mask: prompt part, then ones for generated positions (finished rows feed pads that
         # nothing reads).
-        full_mask = torch.cat([mask, torch.ones((len(rows), sampling.max_new_tokens), dtype=torch.long)], -1)
+        full_mask = torch.cat(
+            [mask, torch.ones((len(rows), sampling.max_new_tokens), dtype=torch.long, device=self.device)], -1
+        )
         cache = DynamicCache()
         tokens, logps = [], []
-        done = torch.zeros(len(rows), dtype=torch.bool)
-        pad_column = torch.full((len(rows),), pad, dtype=torch.long)
+        done = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
+        pad_column = torch.full((len(rows),), pad, dtype=torch.long, device=self.device)
         step_input, step_positions = ids, positions
         for t in range(sampling.max_new_tokens):
             out = self.model(
@@ -117,20 +134,21 @@ class TransformersEngine:
             logits = out.logits[:, -1].float() / sampling.temperature
             logp_all = torch.log_softmax(logits, -1)
             probs = _top_p_filter(logits, sampling.top_p).softmax(-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            token = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(self.device)
             token = torch.where(done, pad_column, token)
             tokens.append(token)
             logps.append(logp_all.gather(-1, token.unsqueeze(-1)).squeeze(-1))
-            done = done | (token == eos)
+            done = done | torch.isin(token, stop)
             if bool(done.all()):
                 break
             step_input = token.unsqueeze(-1)
             step_positions = step_positions[:, -1:] + 1
         token_matrix = torch.stack(tokens, 1).tolist()
-        logp_matrix = torch.stack(logps, 1).numpy()
+        logp_matrix = torch.stack(logps, 1).cpu().numpy()
         completions, logprobs = [], []
+        stop_set = set(self.stop_ids)
         for i, row in enumerate(token_matrix):
-            length = row.index(eos) + 1 if eos in row else len(row)
+            length = next((j + 1 for j, tok in enumerate(row) if tok in stop_set), len(row))
             completions.append(row[:length])
             logprobs.append(logp_matrix[i, :length].copy())
         return completions, logprobs
