@@ -28,7 +28,6 @@ from gps_env.engines import (  # noqa: E402
     VLLMEngine,
 )
 from gps_env.engines.transformers_engine import _top_p_filter  # noqa: E402
-from gps_env.grpo import GRPOConfig  # noqa: E402
 from gps_env.policy import PolicyConfig, encode, load_policy, mixes, warm_start  # noqa: E402
 
 TOL = 1e-4
@@ -150,6 +149,9 @@ def test_greedy_completions_match_transformers(engine, policy, vllm_policy):
     for x, y in zip(ours.logprobs, reference.logprobs):
         np.testing.assert_allclose(x, y, atol=10 * TOL, rtol=0)
     assert max_error(policy, ours, sp.temperature) <= 10 * TOL
+    # n > 1 (vLLM itself refuses n > 1 with greedy decoding): n copies of the greedy completion.
+    three = engine.generate(MANY[:4], 3, sp, gen(1))
+    assert three.completion_ids == [ids for ids in ours.completion_ids[:4] for _ in range(3)]
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
@@ -198,7 +200,7 @@ def test_load_weights_takes_effect_in_place(engine, policy):
 def test_env_grpo_update_syncs_vllm(make_env, vllm_policy):
     """Through the env's own code path: ``engine="auto"`` picks vLLM, a GRPO step syncs it, reset restores."""
     env = make_env(lenient=True, policy=vllm_policy, engine="auto", batch_size=8, rollouts_per_prompt=8,
-                   eval_every=0, grpo=GRPOConfig(lr=3e-3))
+                   eval_every=0)
     assert isinstance(env.engine, VLLMEngine)
     env.reset(seed=0)
     initial, initial_params = copy.deepcopy(env.policy), params_of(env.policy)

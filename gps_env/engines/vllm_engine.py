@@ -18,10 +18,12 @@ Settings the engine chooses, and why:
   which is what :class:`~gps_env.engines.TransformersEngine` returns. vLLM's default (``raw_logprobs``) is
   before temperature. With ``top_p < 1`` vLLM renormalises over the nucleus, so its log-probs are then
   higher than the transformers engine's by ``-log(nucleus mass)``; they agree exactly at ``top_p = 1``.
-* **Prompts as token ids**, BOS prepended as the transformers engine does, and no tokenizer inside vLLM
-  (``skip_tokenizer_init``): completions stop at the tokenizer's EOS only (``generation_config="vllm"``,
-  so a checkpoint's own generation defaults such as extra stop ids or repetition penalties do not
-  apply), and the texts are decoded by the policy's tokenizer, as in the transformers engine.
+* **Prompts as token ids**, encoded as the transformers engine does (BOS prepended where the tokenizer
+  has one and the prompt does not start with it), and no tokenizer inside vLLM (``skip_tokenizer_init``):
+  rows stop at the same ids as there (the tokenizer's EOS and any in the model's
+  ``generation_config.eos_token_id``), passed as ``stop_token_ids``; ``generation_config="vllm"`` keeps
+  the checkpoint's other sampling defaults (repetition penalty, top-k) out; and the texts are decoded by
+  the policy's tokenizer.
 * **Seeding**: each prompt's request gets a seed drawn from the caller's ``torch.Generator`` (vLLM gives
   the ``n`` samples of a request seeds ``seed + i``), so a run is reproducible from the generator alone.
 * ``enforce_eager=True`` by default: on CPU, ``torch.compile`` made loading 10x slower and generation
@@ -43,11 +45,13 @@ Pitfalls (vLLM 0.32, in-process):
   greedily (the limit of sampling as the temperature goes to 0) below 0.01, and computes each token's
   log-prob at the requested temperature from the full next-token distribution (``max_logprobs=-1``);
   that moves a vocabulary-sized row per token, cheap for small vocabularies, slow for 150k-token ones.
+  vLLM refuses ``n > 1`` with greedy decoding, so each prompt is decoded once and copied ``n`` times.
 * The KV cache is allocated up front: on CPU ``kv_cache_memory_bytes`` (512 MiB by default; without it
   vLLM asks for 92% of the machine's memory and fails); on GPU vLLM takes ``gpu_memory_utilization``
   (0.9) of the device unless told less, which leaves a colocated trainer nothing.
 * bf16 (``dtype="bfloat16"``) is several times faster on CPU for models above ~10M parameters, but its
-  log-probs differ from an fp32 torch policy by 0.1-0.5 nats; fp32 agrees to ~1e-5.
+  log-probs differ from an fp32 torch policy by up to ~0.1 nats (0.084 on the embedded policy); fp32 agrees
+  to ~1e-6.
 """
 
 from __future__ import annotations
@@ -150,7 +154,8 @@ class VLLMEngine:
 
     Args:
         model: the policy (a transformers causal LM); its current weights are what the engine starts with.
-        tokenizer: its tokenizer (BOS prepended by the engine, EOS stops a row, texts decoded with it).
+        tokenizer: its tokenizer (prompts encoded, stop ids chosen and texts decoded as in
+            :class:`TransformersEngine`).
         path: a directory saved with ``save_pretrained`` holding this model's architecture (config). If
             None, the model is saved to a temporary directory, deleted once vLLM has loaded it.
         dtype: vLLM's compute dtype (``"float32"`` for exact parity with an fp32 torch policy).
@@ -181,6 +186,11 @@ class VLLMEngine:
         if reason is not None:
             raise ValueError(reason)
         self.tokenizer = tokenizer
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        extra = eos if isinstance(eos, list) else [] if eos is None else [eos]
+        self.stop_ids = sorted({tokenizer.eos_token_id, *extra} - {None})
+        if not self.stop_ids:
+            raise ValueError("the tokenizer has no EOS token and the model's generation config names none")
         self._names = frozenset(model.state_dict())
         self._vllm_sampling = vllm.SamplingParams
         scratch = None if path is not None else tempfile.mkdtemp(prefix="gps_env_vllm_")
@@ -225,7 +235,9 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
 
     def _encode(self, prompt: str) -> list[int]:
-        return [self.tokenizer.bos_token_id, *self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        return ids if bos is None or ids[:1] == [bos] else [bos, *ids]
 
     def generate(
         self,
@@ -247,11 +259,11 @@ class VLLMEngine:
         seeds = torch.randint(0, 2**31 - n, (len(encoded),), generator=generator).tolist()
         requests = [
             self._vllm_sampling(
-                n=n,
+                n=1 if greedy else n,  # vLLM refuses n > 1 with greedy decoding; the copies are made below
                 temperature=0.0 if greedy else sampling.temperature,
                 top_p=sampling.top_p,
                 max_tokens=sampling.max_new_tokens,
-                stop_token_ids=[self.tokenizer.eos_token_id],
+                stop_token_ids=self.stop_ids,
                 logprobs=-1 if greedy else 0,
                 flat_logprobs=True,
                 detokenize=False,
@@ -264,7 +276,8 @@ class VLLMEngine:
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], requests, use_tqdm=False)
         rows, completion_ids, logprobs = [], [], []
         for ids, output in zip(encoded, outputs, strict=True):
-            for completion in sorted(output.outputs, key=lambda c: c.index):
+            completions = sorted(output.outputs, key=lambda c: c.index) * (n if greedy else 1)
+            for completion in completions:
                 rows.append(ids)
                 completion_ids.append(list(completion.token_ids))
                 logprobs.append(
