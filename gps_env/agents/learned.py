@@ -1,0 +1,95 @@
+"""A selector learnt by reinforcement learning (SB3 PPO) on the :class:`~gps_env.wrappers.CandidateWindow` view.
+
+    from stable_baselines3 import PPO
+    from gps_env.wrappers import CandidateWindow
+    model = PPO("MlpPolicy", CandidateWindow(sim_env), seed=0).learn(50_000)
+    save_policy(model.policy, "ppo_selector")            # safetensors weights + JSON spaces, no pickle
+    agent = LearnedSelector(env, load_policy_file("ppo_selector"), seed=0)
+
+Each step the agent draws M = ``candidates``·B prompts at random, computes their features from the shared
+observation (:func:`gps_env.selectors.features.candidate_features`) and asks the policy for one score per
+candidate (its deterministic action); the B highest-scored candidates are the batch. The policy never sees
+embeddings or task names, only per-prompt statistics, so a policy trained in the simulated world runs
+unchanged in the embedded one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from gps_env.agents.base import SelectorAgent
+from gps_env.selectors.features import FEATURE_NAMES, candidate_features, top_scored
+
+
+class LearnedSelector(SelectorAgent):
+    """Scores random candidates with a trained SB3 policy and keeps the top B.
+
+    Args:
+        env: the env to select for.
+        policy: anything with SB3's ``predict(observation, deterministic=True) -> (action, state)``, trained
+            on ``CandidateWindow`` observations of shape (M, len(FEATURE_NAMES)).
+        seed: seeds the candidate draws.
+        candidates: M as a multiple of B; must give the M the policy was trained with.
+    """
+
+    def __init__(self, env: gym.Env, policy: Any, seed: int = 0, candidates: float = 4.0) -> None:
+        super().__init__(env, seed)
+        self.candidates = float(candidates)
+        self.window = min(self.pool_size, round(candidates * self.batch_size))
+        expected = (self.window, len(FEATURE_NAMES))
+        shape = tuple(getattr(getattr(policy, "observation_space", None), "shape", expected))
+        if shape != expected:
+            raise ValueError(f"the policy takes observations of shape {shape}, but candidates={candidates} at "
+                             f"B={self.batch_size} gives {expected}")
+        self.policy = policy
+
+    def select(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        candidates = self.rng.choice(self.pool_size, size=self.window, replace=False)
+        scores, _ = self.policy.predict(candidate_features(obs, candidates), deterministic=True)
+        return top_scored(candidates, scores, self.batch_size)
+
+
+def save_policy(policy: Any, path: str | Path) -> Path:
+    """Save an SB3 ``ActorCriticPolicy``: weights as ``path/policy.safetensors``, spaces and net in JSON."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()},
+              path / "policy.safetensors")
+    spec = {
+        "observation_shape": list(policy.observation_space.shape),
+        "action_shape": list(policy.action_space.shape),
+        "net_arch": policy.net_arch if isinstance(policy.net_arch, (list, dict)) else None,
+        "activation_fn": policy.activation_fn.__name__,
+        "features": list(FEATURE_NAMES),
+    }
+    (path / "policy.json").write_text(json.dumps(spec, indent=1))
+    return path
+
+
+def load_policy_file(path: str | Path) -> Any:
+    """Rebuild the policy saved by :func:`save_policy` (needs stable-baselines3; nothing is unpickled)."""
+    import torch
+    from gymnasium import spaces
+    from safetensors.torch import load_file
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    path = Path(path)
+    spec = json.loads((path / "policy.json").read_text())
+    if spec["features"] != list(FEATURE_NAMES):
+        raise ValueError(f"{path}: trained on features {spec['features']}, this gps-env has {list(FEATURE_NAMES)}")
+    policy = ActorCriticPolicy(
+        spaces.Box(0.0, 1.0, tuple(spec["observation_shape"]), np.float32),
+        spaces.Box(-1.0, 1.0, tuple(spec["action_shape"]), np.float32),
+        lr_schedule=lambda _: 0.0,
+        net_arch=spec["net_arch"],
+        activation_fn=getattr(torch.nn, spec["activation_fn"]),
+    )
+    policy.load_state_dict(load_file(path / "policy.safetensors"))
+    return policy.eval()

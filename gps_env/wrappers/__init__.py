@@ -1,0 +1,5 @@
+"""Gymnasium wrappers around the prompt-selection envs."""
+
+from gps_env.wrappers.candidate_window import CandidateWindow
+
+__all__ = ["CandidateWindow"]
