@@ -41,11 +41,13 @@ from typing import Any
 import numpy as np
 
 from gps_env.agents import GPS, DynamicSampling, MoPPS, Pairing, Uniform
+from gps_env.agents.learned import pretrained as pretrained_selector
 from gps_env.models import PPMConfig
 from gps_env.policy import mixes
 
 #: Selector factories ``(env, seed) -> agent``, by CLI name: the five selectors, then variants
-#: (GPS over random 4B-prompt candidate sets, the GPS paper's ablations, the pairing paper's fixed pair).
+#: (GPS over random 4B-prompt candidate sets, the GPS paper's ablations, the pairing paper's fixed pair)
+#: and the PPO selector trained on the simulated world (``benchmarks/train_learned_selector.py``).
 SELECTORS: dict[str, Callable[[Any, int], Any]] = {
     "uniform": lambda env, seed: Uniform(env, seed=seed),
     "ds": lambda env, seed: DynamicSampling(env, seed=seed),
@@ -57,6 +59,7 @@ SELECTORS: dict[str, Callable[[Any, int], Any]] = {
     "gps-nolatent": lambda env, seed: GPS(env, seed=seed, ppm=PPMConfig(latent_mode="none")),
     "gps-nointer": lambda env, seed: GPS(env, seed=seed, inter_step=False),
     "pairing-fixed": lambda env, seed: Pairing(env, seed=seed),
+    "ppo": lambda env, seed: pretrained_selector(env, seed),
 }
 #: What ``gps-env bench`` runs without ``--selectors``.
 MAIN_SELECTORS = ("uniform", "ds", "mopps", "pairing", "gps")

@@ -54,6 +54,16 @@ class LearnedSelector(SelectorAgent):
         return top_scored(candidates, scores, self.batch_size)
 
 
+#: The PPO selector trained on the simulated world by ``benchmarks/train_learned_selector.py``, shipped in
+#: the package (a 2×64 MLP, safetensors).
+PRETRAINED = Path(__file__).with_name("pretrained") / "ppo_selector"
+
+
+def pretrained(env: gym.Env, seed: int = 0) -> LearnedSelector:
+    """The shipped PPO selector as an agent on ``env`` (needs stable-baselines3)."""
+    return LearnedSelector(env, load_policy_file(PRETRAINED), seed=seed, candidates=4.0)
+
+
 def save_policy(policy: Any, path: str | Path) -> Path:
     """Save an SB3 ``ActorCriticPolicy``: weights as ``path/policy.safetensors``, spaces and net in JSON."""
     from safetensors.torch import save_file
