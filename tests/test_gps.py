@@ -123,6 +123,26 @@ def test_gps_with_zero_lambda_picks_top_b_by_predicted_utility(make_env):
     assert set(action["prompts"].tolist()) == set(expected.tolist())
 
 
+def test_gps_candidates_score_only_the_candidates_as_the_whole_pool_would(make_env):
+    env = make_env(lenient=True)
+    agent = GPS(env, seed=0, candidates=2)
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(agent.act(obs))  # some history, so the prior is not N(0, I)
+    agent.observe(obs)
+    agent._learnt_step = int(obs["step"][0])
+    state, rng_state = agent.generator.get_state(), agent.rng.bit_generator.state
+    gamma = agent.predict_success()
+    pool = agent.rng.choice(agent.pool_size, size=2 * B, replace=False)  # the candidates act will draw
+    agent.generator.set_state(state)
+    agent.rng.bit_generator.state = rng_state
+    action = agent.act(obs)
+    assert set(action["prompts"].tolist()) <= set(pool.tolist())
+    np.testing.assert_allclose(action["predictions"], np.clip(gamma[action["prompts"]], 0, 1), atol=1e-6)
+    expected, _ = greedy_diverse(utility(gamma) / 0.25, agent.embeddings, B, agent.lam,
+                                 previous=agent.history[-1][0], candidates=pool)
+    assert action["prompts"].tolist() == expected.tolist()
+
+
 def test_gps_state_dict_round_trip(make_env):
     env = make_env(lenient=True, max_steps=6)
     a = GPS(env, seed=0)

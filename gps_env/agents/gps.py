@@ -146,14 +146,17 @@ class GPS(SelectorAgent):
         return self.model.predict(torch.from_numpy(e), context, self.generator).numpy().astype(np.float64)
 
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        gamma = self.predict_success()
         previous = self.history[-1][0] if (self.inter_step and self.history) else None
-        # (ours) utility scaled to [-1, 0], so λ weighs a unit-range utility against O(1) distances
-        scaled = utility(gamma, self.target) / max(self.target, 1.0 - self.target) ** 2
         pool = None
-        if self.candidates is not None:
+        if self.candidates is None:
+            gamma = self.predict_success()
+        else:  # only the candidates are scored: the same batch as predicting the whole pool, N/|C| cheaper
             size = int(min(self.pool_size, max(self.batch_size, round(self.candidates * self.batch_size))))
             pool = self.rng.choice(self.pool_size, size=size, replace=False)
+            gamma = np.full(self.pool_size, self.target)
+            gamma[pool] = self.predict_for(self.embeddings[pool])
+        # (ours) utility scaled to [-1, 0], so λ weighs a unit-range utility against O(1) distances
+        scaled = utility(gamma, self.target) / max(self.target, 1.0 - self.target) ** 2
         batch, terms = greedy_diverse(scaled, self.embeddings, self.batch_size, self.lam,
                                       previous=previous, candidates=pool, distance=self.distance)
         self.last_terms = terms
