@@ -42,7 +42,6 @@ saturate. Parameters are in :class:`SimConfig`; its defaults are the calibrated 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
@@ -50,13 +49,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-from gps_env.env import PromptBatch, PromptSelectionEnv
-from gps_env.ledger import RolloutLedger
-from gps_env.selectors import spearman
-
-_INT_MAX = np.iinfo(np.int64).max
+from gps_env.env import PromptSelectionBase
 
 
 @dataclass(frozen=True)
@@ -205,7 +199,7 @@ def make_world(config: SimConfig, sizes: Sequence[int], seed: int) -> list[SimPo
     return pools
 
 
-class SimulatedPromptSelectionEnv(gym.Env):
+class SimulatedPromptSelectionEnv(PromptSelectionBase):
     """Prompt selection in a simulated, calibrated item-response world (see the module docstring).
 
     **Contract**: the same as :class:`~gps_env.env.PromptSelectionEnv`. Action: a ``PromptBatch`` of B distinct
@@ -235,9 +229,6 @@ class SimulatedPromptSelectionEnv(gym.Env):
         config: the world's parameters (default: the calibrated :class:`SimConfig`).
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-    parse_action = PromptSelectionEnv.parse_action  # the very same validation as the embedded world
-
     def __init__(
         self,
         batch_size: int = 32,
@@ -253,40 +244,15 @@ class SimulatedPromptSelectionEnv(gym.Env):
         time_in_info: bool = True,
         render_mode: str | None = None,
     ) -> None:
-        for name, value in (("rollouts_per_prompt", rollouts_per_prompt), ("max_steps", max_steps),
-                            ("eval_rollouts", eval_rollouts), ("pool_size", pool_size),
-                            ("heldout_size", heldout_size)):
+        self._check_settings(rollouts_per_prompt, max_steps, eval_every, eval_rollouts, rollout_budget, render_mode)
+        for name, value in (("pool_size", pool_size), ("heldout_size", heldout_size)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if eval_every < 0:
-            raise ValueError(f"eval_every must be >= 0, got {eval_every}")
-        if rollout_budget is not None and rollout_budget < 1:
-            raise ValueError(f"rollout_budget must be >= 1 or None, got {rollout_budget}")
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.config = config or SimConfig()
         self.world_seed = int(world_seed)
         self.pool, self.heldout = make_world(self.config, (pool_size, heldout_size), self.world_seed)
-        self.batch_size, self.k = int(batch_size), int(rollouts_per_prompt)
-        self.max_steps, self.rollout_budget = int(max_steps), rollout_budget
-        self.eval_every, self.eval_rollouts = int(eval_every), int(eval_rollouts)
-        self.time_in_info, self.render_mode = time_in_info, render_mode
-
-        n = len(self.pool)
-        self.action_space = PromptBatch(n, self.batch_size)
-        count = spaces.Box(0, _INT_MAX, shape=(n,), dtype=np.int64)
-        self.observation_space = spaces.Dict({  # identical to PromptSelectionEnv's
-            "last_batch": spaces.Box(-1, n - 1, shape=(self.batch_size,), dtype=np.int64),
-            "last_rewards": spaces.Box(0.0, 1.0, shape=(self.batch_size, self.k), dtype=np.float32),
-            "times_selected": count,
-            "rollouts": count,
-            "successes": count,
-            "last_seen": spaces.Box(-1, _INT_MAX, shape=(n,), dtype=np.int64),
-            "step": spaces.Box(0, _INT_MAX, shape=(1,), dtype=np.int64),
-            "rollouts_spent": spaces.Box(0, _INT_MAX, shape=(1,), dtype=np.int64),
-        })
-        self.ledger = RolloutLedger()
-        self._started = self._done = False
+        self._init_contract(len(self.pool), batch_size, rollouts_per_prompt, max_steps, rollout_budget, eval_every,
+                            eval_rollouts, time_in_info, render_mode)
 
     # ------------------------------------------------------------------ the model
     def success_probability(self, indices: np.ndarray | None = None, heldout: bool = False) -> np.ndarray:
@@ -327,46 +293,15 @@ class SimulatedPromptSelectionEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """The initial policy (φ = 0, δ = 0), empty history and ledger; evaluate once."""
         super().reset(seed=seed)
-        n = len(self.pool)
         self._phi = np.zeros(self.config.embedding_dim)
-        self._memory = np.zeros(n)
+        self._memory = np.zeros(len(self.pool))
         self._v, self._updates, self._learnt = 0.0, 0, 0.0
-        self.ledger.reset()
-        self._times_selected = np.zeros(n, np.int64)
-        self._rollouts = np.zeros(n, np.int64)
-        self._successes = np.zeros(n, np.int64)
-        self._last_seen = np.full(n, -1, np.int64)
-        self._last_batch = np.full(self.batch_size, -1, np.int64)
-        self._last_rewards = np.zeros((self.batch_size, self.k), np.float32)
-        self._step = 0
-        self._probe_cache: dict[int, np.ndarray] = {}
-        self._last_eval: dict[str, Any] | None = None
-        self._started, self._done = True, False
-        info: dict[str, Any] = {"step": 0, "ledger": self.ledger.summary(seconds=self.time_in_info)}
-        if self.eval_every:
-            info["eval"] = self.evaluate()
-            info["ledger"] = self.ledger.summary(seconds=self.time_in_info)
-        self._returned_at, self._charged_then = time.perf_counter(), self._charged_seconds()
-        return self._observation(), info
-
-    def _charged_seconds(self) -> float:
-        return sum(sum(phases.values()) for phases in self.ledger.seconds.values())
-
-    def _check_running(self) -> None:
-        if not self._started:
-            raise gym.error.ResetNeeded("call reset() before step(), probe() or evaluate()")
-        if self._done:
-            raise gym.error.ResetNeeded("the episode is truncated (step or rollout budget spent); call reset()")
+        self._reset_history()  # the probe cache holds each probed prompt's rewards
+        return self._reset_result()
 
     def step(self, action: Any):
         """Sample the batch's rollouts (reusing probes), one model update, charge, observe."""
-        self._check_running()
-        indices, weights, predictions = self.parse_action(action)
-        step_start = time.perf_counter()
-        select_seconds = max(0.0, step_start - self._returned_at - (self._charged_seconds() - self._charged_then))
-        self.ledger.charge("train", "select", seconds=select_seconds)
-        before = {p: dict(v) for p, v in self.ledger.seconds.items()}
-
+        indices, weights, predictions, timing = self._begin_step(action)
         reused = np.array([i in self._probe_cache for i in indices.tolist()], dtype=bool)
         fresh = indices[~reused]
         rewards = np.empty((self.batch_size, self.k))
@@ -378,45 +313,9 @@ class SimulatedPromptSelectionEnv(gym.Env):
         with self.ledger.timer("train", "update"):
             stats = self._learn(indices, rewards, weights)
         self._probe_cache.clear()  # probes describe the old policy
-
-        self._step += 1
-        self._times_selected[indices] += 1
-        self._rollouts[fresh] += self.k  # probed prompts were counted when probed
-        self._successes[fresh] += rewards[~reused].sum(axis=1).astype(np.int64)
-        self._last_seen[indices] = self._step
-        self._last_batch = indices.copy()
-        self._last_rewards = rewards.astype(np.float32)
-
-        mixed = rewards.min(axis=1) < rewards.max(axis=1)
-        esr = float(mixed.mean())
-        self.ledger.record_groups(mixed=int(mixed.sum()), total=len(mixed))
-        info: dict[str, Any] = {
-            "step": self._step,
-            "esr": esr,
-            "mean_reward": float(rewards.mean()),
-            "batch": indices.copy(),
-            "prompt_success": rewards.mean(axis=1),
-            "reused_probes": int(reused.sum()),
-            "tokens": {"prompt": 0, "completion": 0},
-            "grpo": stats,
-        }
-        if predictions is not None:
-            rho = spearman(predictions, rewards.mean(axis=1))
-            info["spearman"] = None if np.isnan(rho) else rho
-        if self.eval_every and self._step % self.eval_every == 0:
-            info["eval"] = self.evaluate()
-        info["verifier_timeouts"] = 0
-        if self.time_in_info:
-            info["time"] = {ph: self.ledger.seconds["train"][ph] - before["train"][ph]
-                            for ph in ("generate", "verify", "update")}
-            info["time"]["eval"] = sum(self.ledger.seconds["eval"].values()) - sum(before["eval"].values())
-            info["time"]["select"] = select_seconds
-            info["time"]["step"] = time.perf_counter() - step_start
-        info["ledger"] = self.ledger.summary(seconds=self.time_in_info)
-        self._returned_at, self._charged_then = time.perf_counter(), self._charged_seconds()
-        self._done = self._step >= self.max_steps or (
-            self.rollout_budget is not None and self.ledger.selector_rollouts >= self.rollout_budget)
-        return self._observation(), esr, False, self._done, info
+        return self._end_step(indices, rewards, ~reused, predictions, {
+            "reused_probes": int(reused.sum()), "tokens": {"prompt": 0, "completion": 0}, "grpo": stats,
+        }, timing)
 
     def probe(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Sample k rollouts for each of ``indices`` under the current policy; return rewards (len, k).
@@ -424,24 +323,14 @@ class SimulatedPromptSelectionEnv(gym.Env):
         Same rules as ``PromptSelectionEnv.probe``: charged as ``"probe"``, cached until the next update, reused
         by the next step, and free when probed again before it.
         """
-        self._check_running()
-        idx = np.asarray(indices)
-        if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"probe needs a non-empty 1-d integer array of indices, got {idx!r:.80}")
-        if np.any((idx < 0) | (idx >= len(self.pool))):
-            raise ValueError(f"probe indices out of range [0, {len(self.pool)})")
-        if len(np.unique(idx)) != idx.size:
-            raise ValueError("probe indices must be distinct")
-        new = np.array([i for i in idx.tolist() if i not in self._probe_cache], dtype=np.int64)
-        if new.size:
+        requested, new = self._probe_request(indices)
+        if new:
             with self.ledger.timer("probe", "generate"):
-                rewards = self._sample(new)
-            self.ledger.charge("probe", rollouts=new.size * self.k)
-            self._probe_cache.update(zip(new.tolist(), rewards))
-            self._rollouts[new] += self.k
-            self._successes[new] += rewards.sum(axis=1).astype(np.int64)
-            self._last_seen[new] = self._step
-        return np.stack([self._probe_cache[i] for i in idx.tolist()])
+                rewards = self._sample(np.asarray(new, dtype=np.int64))
+            self.ledger.charge("probe", rollouts=len(new) * self.k)
+            self._probe_cache.update(zip(new, rewards))
+            self._record_probe(new, rewards)
+        return np.stack([self._probe_cache[i] for i in requested])
 
     def evaluate(self) -> dict[str, Any]:
         """Expected held-out success under the current policy (exact: no sampling noise); charged as eval."""
@@ -463,16 +352,6 @@ class SimulatedPromptSelectionEnv(gym.Env):
         return copy.deepcopy(self._last_eval)
 
     # ------------------------------------------------------------------ checkpointing
-    @property
-    def current_step(self) -> int:
-        """Steps taken in this episode."""
-        return self._step
-
-    @property
-    def done(self) -> bool:
-        """Whether the episode is truncated (step or rollout budget spent): ``reset`` is needed."""
-        return self._done
-
     def config_fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must agree with: the world (config, seed, sizes) and the RL settings."""
         return {
@@ -484,24 +363,10 @@ class SimulatedPromptSelectionEnv(gym.Env):
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed episode needs to continue bit-identically (take it between steps)."""
-        if not self._started:
-            raise gym.error.ResetNeeded("call reset() before state_dict(): there is no episode to save")
-        if self._probe_cache:
-            raise RuntimeError("probe rollouts are pending for the next step; checkpoint after step() returns")
         return {
-            "fingerprint": self.config_fingerprint(),
+            **self._episode_state(),
             "model": {"phi": self._phi.copy(), "memory": self._memory.copy(), "v": self._v,
                       "updates": self._updates, "learnt": self._learnt},
-            "ledger": self.ledger.state_dict(),
-            "np_random": copy.deepcopy(self.np_random.bit_generator.state),
-            "step": self._step,
-            "done": self._done,
-            "history": {
-                "times_selected": self._times_selected.copy(), "rollouts": self._rollouts.copy(),
-                "successes": self._successes.copy(), "last_seen": self._last_seen.copy(),
-                "last_batch": self._last_batch.copy(), "last_rewards": self._last_rewards.copy(),
-            },
-            "last_eval": copy.deepcopy(self._last_eval),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -510,50 +375,9 @@ class SimulatedPromptSelectionEnv(gym.Env):
         Raises:
             ValueError: when the state comes from another world or settings (naming what differs).
         """
-        theirs, ours = state.get("fingerprint", {}), self.config_fingerprint()
-        differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-        if differ:
-            raise ValueError(f"checkpoint is from another configuration (differs in: {', '.join(differ)})")
-        model, history = state["model"], state["history"]
+        self._check_episode_state(state)
+        model = state["model"]
         self._phi = np.array(model["phi"], dtype=np.float64)
         self._memory = np.array(model["memory"], dtype=np.float64)
         self._v, self._updates, self._learnt = float(model["v"]), int(model["updates"]), float(model["learnt"])
-        self.ledger.load_state_dict(state["ledger"])
-        rng = np.random.Generator(getattr(np.random, state["np_random"]["bit_generator"])())
-        rng.bit_generator.state = copy.deepcopy(state["np_random"])
-        self.np_random = rng
-        self._step, self._done, self._started = int(state["step"]), bool(state["done"]), True
-        self._times_selected, self._rollouts, self._successes, self._last_seen, self._last_batch = (
-            np.array(history[k], dtype=np.int64)
-            for k in ("times_selected", "rollouts", "successes", "last_seen", "last_batch")
-        )
-        self._last_rewards = np.array(history["last_rewards"], dtype=np.float32)
-        self._probe_cache = {}
-        self._last_eval = copy.deepcopy(state["last_eval"])
-        self._returned_at, self._charged_then = time.perf_counter(), self._charged_seconds()
-        return self._observation()
-
-    # ------------------------------------------------------------------ observation, rendering
-    def _observation(self) -> dict[str, np.ndarray]:
-        return {
-            "last_batch": self._last_batch.copy(),
-            "last_rewards": self._last_rewards.copy(),
-            "times_selected": self._times_selected.copy(),
-            "rollouts": self._rollouts.copy(),
-            "successes": self._successes.copy(),
-            "last_seen": self._last_seen.copy(),
-            "step": np.array([self._step], np.int64),
-            "rollouts_spent": np.array([self.ledger.selector_rollouts], np.int64),
-        }
-
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
-            return None
-        if not self._started:
-            return "SimulatedPromptSelectionEnv (not reset)"
-        line = (f"step {self._step}/{self.max_steps}  rollouts {self.ledger.selector_rollouts}  "
-                f"batch success {self._last_rewards.mean():.3f}  "
-                f"esr {(self._last_rewards.min(1) < self._last_rewards.max(1)).mean():.3f}")
-        if self._last_eval is not None:
-            line += f"  held-out {self._last_eval['accuracy']:.3f} (step {self._last_eval['step']})"
-        return line
+        return self._restore_episode(state)

@@ -100,3 +100,32 @@ class RolloutEngine(Protocol):
     def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
         """Replace the engine's policy weights in place."""
         ...
+
+
+def stop_token_ids(model: object, tokenizer: object) -> list[int]:
+    """The ids that end a completion: the tokenizer's EOS and any in the model's ``generation_config``
+    (chat models add end-of-turn ids there)."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    extra = eos if isinstance(eos, list) else [] if eos is None else [eos]
+    ids = sorted({getattr(tokenizer, "eos_token_id", None), *extra} - {None})
+    if not ids:
+        raise ValueError("the tokenizer has no EOS token and the model's generation config names none")
+    return ids
+
+
+def encode_prompts(tokenizer: object, prompts: Sequence[str], n: int, max_new_tokens: int,
+                   max_positions: int) -> list[list[int]]:
+    """Token ids of each prompt, BOS prepended where the tokenizer has one and the prompt (e.g. a chat
+    template) does not start with it; checks ``n`` and that prompt plus completion fit the model."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    bos = tokenizer.bos_token_id
+    encoded = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        encoded.append(ids if bos is None or ids[:1] == [bos] else [bos, *ids])
+    longest = max(map(len, encoded), default=0)
+    if longest + max_new_tokens > max_positions:
+        raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
+                         f"model's {max_positions} positions")
+    return encoded

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from gps_env.engines.base import Rollouts, SamplingParams
+from gps_env.engines.base import Rollouts, SamplingParams, encode_prompts, stop_token_ids
 
 
 def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -52,11 +52,7 @@ class TransformersEngine:
         self.tokenizer = tokenizer
         self.max_batch_rows = max_batch_rows
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
-        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        extra = eos if isinstance(eos, list) else [] if eos is None else [eos]
-        self.stop_ids = sorted({tokenizer.eos_token_id, *extra} - {None})
-        if not self.stop_ids:
-            raise ValueError("the tokenizer has no EOS token and the model's generation config names none")
+        self.stop_ids = stop_token_ids(model, tokenizer)
         self.device = next(self.model.parameters()).device
 
     def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -68,11 +64,6 @@ class TransformersEngine:
             for name, tensor in own.items():
                 tensor.copy_(state[name])
 
-    def _encode(self, prompt: str) -> list[int]:
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        bos = self.tokenizer.bos_token_id
-        return ids if bos is None or ids[:1] == [bos] else [bos, *ids]
-
     @torch.inference_mode()
     def generate(
         self,
@@ -81,15 +72,7 @@ class TransformersEngine:
         sampling: SamplingParams,
         generator: torch.Generator,
     ) -> Rollouts:
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        encoded = [self._encode(p) for p in prompts]
-        longest = max(map(len, encoded), default=0)
-        if longest + sampling.max_new_tokens > self.max_positions:
-            raise ValueError(
-                f"prompt ({longest} tokens) + max_new_tokens ({sampling.max_new_tokens}) exceeds the "
-                f"model's {self.max_positions} positions"
-            )
+        encoded = encode_prompts(self.tokenizer, prompts, n, sampling.max_new_tokens, self.max_positions)
         rows = [ids for ids in encoded for _ in range(n)]
         per_chunk = max(n, self.max_batch_rows - self.max_batch_rows % n)
         parts = [

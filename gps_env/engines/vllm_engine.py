@@ -68,7 +68,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from gps_env.engines.base import RolloutEngine, Rollouts, SamplingParams
+from gps_env.engines.base import RolloutEngine, Rollouts, SamplingParams, encode_prompts, stop_token_ids
 from gps_env.engines.transformers_engine import TransformersEngine
 
 _INSTALL_HINT = (
@@ -186,11 +186,7 @@ class VLLMEngine:
         if reason is not None:
             raise ValueError(reason)
         self.tokenizer = tokenizer
-        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        extra = eos if isinstance(eos, list) else [] if eos is None else [eos]
-        self.stop_ids = sorted({tokenizer.eos_token_id, *extra} - {None})
-        if not self.stop_ids:
-            raise ValueError("the tokenizer has no EOS token and the model's generation config names none")
+        self.stop_ids = stop_token_ids(model, tokenizer)
         self._names = frozenset(model.state_dict())
         self._vllm_sampling = vllm.SamplingParams
         scratch = None if path is not None else tempfile.mkdtemp(prefix="gps_env_vllm_")
@@ -234,11 +230,6 @@ class VLLMEngine:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()
 
-    def _encode(self, prompt: str) -> list[int]:
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        bos = self.tokenizer.bos_token_id
-        return ids if bos is None or ids[:1] == [bos] else [bos, *ids]
-
     def generate(
         self,
         prompts: Sequence[str],
@@ -246,15 +237,7 @@ class VLLMEngine:
         sampling: SamplingParams,
         generator: torch.Generator,
     ) -> Rollouts:
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        encoded = [self._encode(p) for p in prompts]
-        longest = max(map(len, encoded), default=0)
-        if longest + sampling.max_new_tokens > self.max_positions:
-            raise ValueError(
-                f"prompt ({longest} tokens) + max_new_tokens ({sampling.max_new_tokens}) exceeds the "
-                f"model's {self.max_positions} positions"
-            )
+        encoded = encode_prompts(self.tokenizer, prompts, n, sampling.max_new_tokens, self.max_positions)
         greedy = sampling.temperature < VLLM_MIN_TEMPERATURE
         seeds = torch.randint(0, 2**31 - n, (len(encoded),), generator=generator).tolist()
         requests = [
