@@ -143,10 +143,26 @@ def test_greedy_rejects_bad_input():
     gamma, e = random_pool(0, 10)
     with pytest.raises(ValueError, match="lam"):
         greedy_diverse(utility(gamma), e, 3, lam=-1.0)
+    for value in (np.nan, np.inf, -np.inf):
+        for row in (0, 2, 9):
+            bad = e.copy()
+            bad[row, 1] = value
+            with pytest.raises(ValueError, match="finite"):
+                greedy_diverse(utility(gamma), bad, 3, lam=0.5)
+            with pytest.raises(ValueError, match="finite"):  # only through the previous batch
+                greedy_diverse(utility(gamma), bad, 3, lam=0.5, previous=np.array([row]),
+                               candidates=np.array([r for r in range(10) if r != row]))
     bad = e.copy()
-    bad[2, 0] = np.nan
+    bad[int(np.argmax(utility(gamma))), 0] = np.nan  # lam = 0: the embedding is used only in the batch terms
     with pytest.raises(ValueError, match="finite"):
-        greedy_diverse(utility(gamma), bad, 3, lam=0.5)
+        greedy_diverse(utility(gamma), bad, 3, lam=0.0)
+    with pytest.raises(ValueError, match="utilities"):
+        greedy_diverse(np.full(10, np.nan), e, 3, lam=0.5)
+    # rows outside the candidates are never read
+    bad = e.copy()
+    bad[5] = np.nan
+    batch, _ = greedy_diverse(utility(gamma), bad, 3, lam=0.5, candidates=np.arange(5))
+    assert set(batch.tolist()) <= set(range(5))
     with pytest.raises(ValueError, match="b=11"):
         greedy_diverse(utility(gamma), e, 11, lam=0.5)
 

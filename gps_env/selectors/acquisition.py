@@ -118,29 +118,45 @@ def greedy_diverse(
     e = np.asarray(embeddings, dtype=np.float32)
     if e.ndim != 2 or e.shape[0] != u.shape[0]:
         raise ValueError(f"embeddings must be (N, d) with N = {u.shape[0]}, got {e.shape}")
-    if not np.all(np.isfinite(u)) or not np.all(np.isfinite(e)):
-        raise ValueError("utilities and embeddings must be finite (no NaN or inf)")
+    if not np.all(np.isfinite(u)):
+        raise ValueError("utilities must be finite (no NaN or inf)")
     pool = np.arange(u.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
     _check_count(b, pool.shape[0])
     ec, uc = (e, u) if candidates is None else (e[pool], u[pool])  # no 40 MB copy for the whole pool
     pair_weight = 2.0 / (b * (b - 1)) if b > 1 else 0.0
     # Modular part: utility plus the inter-step term (distance to the previous batch, one mat-vec).
     modular = uc / b
+    # Embeddings are checked where they are used, not by a pass over all N x d of them per call: a row with a
+    # NaN or inf has a non-finite dot product with any vector, so the first distance vector flags it.
+    checked = False
+
+    def distances(anchors_sum: np.ndarray, count: int, anchors: np.ndarray) -> np.ndarray:
+        nonlocal checked
+        out = _distances_to(ec, anchors_sum, count, distance, anchors)
+        if not checked and not np.all(np.isfinite(out)):
+            raise ValueError("embeddings must be finite (no NaN or inf)")
+        checked = True
+        return out
+
     if previous is not None and len(previous) > 0 and lam > 0:
         p = e[np.asarray(previous, dtype=np.int64)]
-        modular = modular + lam * _distances_to(ec, p.sum(axis=0), p.shape[0], distance, p) / (b * p.shape[0])
+        if not np.all(np.isfinite(p)):
+            raise ValueError("embeddings must be finite (no NaN or inf)")
+        modular = modular + lam * distances(p.sum(axis=0), p.shape[0], p) / (b * p.shape[0])
     picked: list[int] = []
     running = np.zeros(e.shape[1], dtype=np.float32)  # float32 like E: a float64 vector would upcast E every pick
     half_modular = 0.5 * modular
     for size in range(b):
         if size and lam > 0:
-            gain = half_modular + lam * pair_weight * _distances_to(ec, running, size, distance, ec[picked])
+            gain = half_modular + lam * pair_weight * distances(running, size, ec[picked])
         else:
             gain = half_modular.copy()
         gain[picked] = -np.inf
         best = int(np.argmax(gain))
         picked.append(best)
         running += ec[best]
+    if not np.all(np.isfinite(ec[picked])):  # lam = 0 or b = 1: only the batch's rows were used (in the terms)
+        raise ValueError("embeddings must be finite (no NaN or inf)")
     chosen = pool[np.asarray(picked)]
     return chosen.astype(np.int64), batch_terms(u, embeddings, chosen, previous, distance)
 
@@ -158,14 +174,15 @@ def batch_terms(
         d = 1.0 - x @ y.T
         return d if distance == "cosine" else np.sqrt(np.maximum(2.0 * d, 0.0))
 
-    e = np.asarray(embeddings, dtype=np.float64)[np.asarray(batch)]
+    # index, then cast: casting the whole (N, d) pool first copied 80 MB per call at N = 40k
+    e = np.asarray(embeddings)[np.asarray(batch)].astype(np.float64)
     b = e.shape[0]
     dispersion = 0.0
     if b > 1:
         dispersion = float(dist(e, e)[np.triu_indices(b, 1)].mean())
     inter = 0.0
     if previous is not None and len(previous) > 0:
-        p = np.asarray(embeddings, dtype=np.float64)[np.asarray(previous)]
+        p = np.asarray(embeddings)[np.asarray(previous)].astype(np.float64)
         inter = float(dist(e, p).mean())
     return {
         "utility": float(np.asarray(utilities, dtype=np.float64)[np.asarray(batch)].mean()),
