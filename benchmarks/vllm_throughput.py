@@ -1,6 +1,6 @@
 """Rollout throughput of the vLLM engine against the transformers engine, and weight-sync time per update.
 
-    .venv-vllm/bin/python benchmarks/vllm_throughput.py            # needs vLLM (docs/engines.md)
+    python benchmarks/vllm_throughput.py            # needs vLLM (docs/engines.md)
 
 Two models, both with the policy's character tokenizer: the embedded world's warm-started policy (0.86M
 parameters) and a randomly initialised ~25M-parameter Llama (hidden 512, 8 layers, 8 heads). Both engines

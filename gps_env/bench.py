@@ -5,6 +5,11 @@
     gps-env bench --out results/abl --selectors gps,gps-lam0,gps-nolatent,gps-nointer --seeds 0 --steps 300
     gps-env plot results/h2h          # redraw the plots from the saved runs
 
+Rollouts come from the env's engine: ``--engine auto`` (default) is vLLM where it is installed and runs the
+policy, else the transformers engine. The engine it resolves to is part of the configuration (the two
+engines draw different random numbers, so their runs are not mixed in one directory; a directory written
+before the key existed is a transformers one).
+
 (also ``python -m gps_env.bench ...``). Every selector runs the public loop ``env.step(agent.act(obs))``
 until it has spent the rollout budget ``steps * batch_size * k`` selector rollouts (train + probe, as charged
 by ``env.ledger``), so selectors are compared at matched cost, not matched steps. Held-out accuracy is
@@ -12,7 +17,7 @@ measured with ``env.evaluate()`` at rollout checkpoints (every ``--eval-every-ro
 
 Layout of ``--out DIR``::
 
-    config.json                      the configuration (a DIR with a different one is refused)
+    config.json                      the configuration, engine included (a DIR with a different one is refused)
     runs/<selector>-seed<k>.jsonl    one JSON line per step and per evaluation; the last line is
                                      {"type": "end", ...} once the run finished
     runs/<selector>-seed<k>.error.json   a run that raised (retried on the next invocation)
@@ -42,6 +47,7 @@ import numpy as np
 
 from gps_env.agents import GPS, DynamicSampling, MoPPS, Pairing, Uniform
 from gps_env.agents.learned import pretrained as pretrained_selector
+from gps_env.engines import ENGINE_NAMES
 from gps_env.models import PPMConfig
 from gps_env.policy import mixes
 
@@ -358,7 +364,29 @@ def build_env(config: dict) -> Any:
         batch_size=config["batch_size"], rollouts_per_prompt=config["k"], max_steps=10**9,
         pool_size=config["pool_size"], heldout_size=config["heldout_size"], eval_every=0,
         task_mix=config["task_mix"], policy=config["policy"], world_seed=config["world_seed"],
+        engine=config.get("engine", LEGACY_ENGINE),
     )
+
+
+#: The engine of benchmark directories written before ``config["engine"]`` existed.
+LEGACY_ENGINE = "transformers"
+
+
+def resolved_engine(requested: str, config: dict) -> str:
+    """What ``--engine`` means for this benchmark's policy: ``"vllm"`` or ``"transformers"``."""
+    import importlib.util
+
+    if requested != "auto":
+        return requested
+    if importlib.util.find_spec("vllm") is None:
+        return "transformers"
+    from transformers import AutoConfig
+
+    from gps_env.engines import resolve_engine
+    from gps_env.policy import PolicyConfig, warm_start
+
+    path = config["policy"] or warm_start(PolicyConfig(mix=config["task_mix"]))
+    return resolve_engine(requested, AutoConfig.from_pretrained(path))
 
 
 # ---------------------------------------------------------------------------------------------- reporting
@@ -536,6 +564,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--task-mix", default="default")
     b.add_argument("--eval-every-rollouts", type=int, default=None,
                    help="held-out evaluation period in rollouts (default: budget/6, a multiple of B*k)")
+    b.add_argument("--engine", choices=ENGINE_NAMES, default="auto",
+                   help="rollout engine (auto: vLLM where installed and able to run the policy, else transformers)")
     b.add_argument("--policy", default=None, help=argparse.SUPPRESS)
     p = sub.add_parser("plot", help="redraw the plots of a benchmark directory")
     p.add_argument("out", type=Path)
@@ -665,6 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     config = _config(args, parser)
+    config["engine"] = resolved_engine(args.engine, config)
     requested = {key: config[key] for key in GROWABLE}
     out: Path = args.out
     path = out / "config.json"
@@ -673,6 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             existing = json.loads(path.read_text())
         except ValueError:
             parser.error(f"{path} is not valid JSON; remove it or use another --out")
+        existing.setdefault("engine", LEGACY_ENGINE)
         # Selectors and seeds may be added to a directory; everything that defines the world may not change.
         diff = sorted(k for k in set(existing) | set(config)
                       if k not in GROWABLE and existing.get(k) != config.get(k))

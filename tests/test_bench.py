@@ -186,6 +186,23 @@ def test_config_mismatch_is_refused(finished, tmp_path, capsys, tiny_policy):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
+def test_engine_is_part_of_the_configuration(finished, tmp_path, capsys, monkeypatch, tiny_policy):
+    """The resolved engine is recorded; a directory from before the key is a transformers one."""
+    out = copy_of(finished, tmp_path)
+    config = json.loads((out / "config.json").read_text())
+    assert config["engine"] == "transformers"  # the tiny policy's head size: transformers even where vLLM is
+    del config["engine"]
+    (out / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(bench, "run_one", lambda *a: pytest.fail("nothing should run"))
+    assert bench.main(args(out, tiny_policy, extra=["--engine", "transformers"])) == 0
+    assert json.loads((out / "config.json").read_text())["engine"] == "transformers"
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    with pytest.raises(SystemExit):
+        bench.main(args(out, tiny_policy, extra=["--engine", "vllm"]))
+    assert "differs in: engine" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
 def test_selectors_and_seeds_may_be_added_never_dropped(finished, tmp_path, monkeypatch, tiny_policy):
     out = copy_of(finished, tmp_path)
     calls = []

