@@ -22,7 +22,40 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
+
+#: Logit elements (positions x vocabulary) turned into log-probs at a time by :func:`token_logprobs`.
+LOGPROB_CHUNK_ELEMENTS = 1 << 24
+
+
+def _chunk_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log p(ids[:, t + 1] | ids[:, :t + 1]) from logits (rows, T, V): shape (rows, T - 1), float32.
+
+    Computed in chunks of positions, each recomputed in the backward pass (activation checkpointing) when
+    gradients are on, so only the model's own logits stay in memory. The plain ``log_softmax(logits.float())``
+    holds a float32 copy and a float32 output of the whole (rows, T, V) tensor: at a 152k-token vocabulary
+    and 4k-token completions that is 5 GB per row; here it is one chunk. Per position the arithmetic is the
+    same, so the values and gradients are bit-identical to the plain form.
+    """
+    rows, length, vocab = logits.shape
+    flat = logits.reshape(rows * length, vocab)
+    targets = torch.cat([ids[:, 1:], ids[:, :1]], dim=1).reshape(-1)  # the last position's target is dropped
+    size = max(1, LOGPROB_CHUNK_ELEMENTS // vocab)
+    if flat.shape[0] <= size:
+        out = _chunk_logprobs(flat, targets)
+    else:
+        remember = torch.is_grad_enabled() and logits.requires_grad
+        out = torch.cat([
+            checkpoint(_chunk_logprobs, x, y, use_reentrant=False, preserve_rng_state=False) if remember
+            else _chunk_logprobs(x, y)
+            for x, y in zip(flat.split(size), targets.split(size))
+        ])
+    return out.reshape(rows, length)[:, :-1]
 
 
 @dataclass(frozen=True)
@@ -110,8 +143,7 @@ class GRPOTrainer:
 
     @staticmethod
     def _token_logprobs(model: PreTrainedModel, ids, attention) -> torch.Tensor:
-        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-        return torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        return token_logprobs(model(input_ids=ids, attention_mask=attention).logits, ids)
 
     def step(
         self,

@@ -127,3 +127,30 @@ def test_grpo_learns_a_learnable_preference(setup):
     assert kept > 0
     assert initial < 0.15
     assert final > initial + 0.3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chunk", [7, 40, 1 << 24])
+def test_token_logprobs_match_the_plain_form_bit_for_bit(monkeypatch, dtype, chunk):
+    """Chunked, checkpointed log-probs: the same values and logit gradients as log_softmax over everything."""
+    from gps_env import grpo
+
+    monkeypatch.setattr(grpo, "LOGPROB_CHUNK_ELEMENTS", chunk * 11)  # chunk positions at a vocabulary of 11
+    g = torch.Generator().manual_seed(0)
+    base = (3 * torch.randn(3, 9, 11, generator=g)).to(dtype)
+    ids = torch.randint(0, 11, (3, 9), generator=g)
+    weights = torch.randn(3, 8, generator=g)
+
+    def run(fn):
+        logits = base.clone().requires_grad_(True)
+        out = fn(logits)
+        (out * weights).sum().backward()
+        return out.detach(), logits.grad
+
+    plain = run(lambda x: torch.log_softmax(x[:, :-1].float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1))
+    ours = run(lambda x: grpo.token_logprobs(x, ids))
+    assert ours[0].dtype == torch.float32 and ours[0].shape == (3, 8)
+    assert torch.equal(ours[0], plain[0])
+    assert torch.equal(ours[1], plain[1])
+    with torch.no_grad():
+        assert torch.equal(grpo.token_logprobs(base, ids), plain[0])
