@@ -49,8 +49,9 @@ Pitfalls (vLLM 0.32, in-process):
   that moves a vocabulary-sized row per token, cheap for small vocabularies, slow for 150k-token ones.
   vLLM refuses ``n > 1`` with greedy decoding, so each prompt is decoded once and copied ``n`` times.
 * The KV cache is allocated up front: on CPU ``kv_cache_memory_bytes`` (512 MiB by default; without it
-  vLLM asks for 92% of the machine's memory and fails); on GPU vLLM takes ``gpu_memory_utilization``
-  (0.9) of the device unless told less, which leaves a colocated trainer nothing.
+  vLLM asks for 92% of the machine's memory and fails); on GPU vLLM takes ``gpu_memory_utilization`` of
+  the device, 0.9 by vLLM's default, which would leave the colocated trainer nothing, so the engine asks
+  for 0.3 unless told otherwise (docs/performance.md has the budget of a 1.5B GRPO step).
 * bf16 (``dtype="bfloat16"``) is several times faster on CPU for models above ~10M parameters, but its
   log-probs differ from an fp32 torch policy by up to ~0.1 nats (0.084 on the embedded policy); fp32 agrees
   to ~1e-6.
@@ -187,9 +188,12 @@ class VLLMEngine:
             :class:`TransformersEngine`).
         path: a directory saved with ``save_pretrained`` holding this model's architecture (config). If
             None, the model is saved to a temporary directory, deleted once vLLM has loaded it.
-        dtype: vLLM's compute dtype (``"float32"`` for exact parity with an fp32 torch policy).
-        kv_cache_memory_bytes: KV-cache size; None: 512 MiB on CPU, vLLM's ``gpu_memory_utilization`` share on
-            GPU (pass ``gpu_memory_utilization`` in ``llm_kwargs`` to leave the trainer room beside it).
+        dtype: vLLM's compute dtype; None: the policy's (``"float32"`` gives exact parity with an fp32 torch
+            policy; a bf16 policy on a GPU samples in bf16).
+        kv_cache_memory_bytes: KV-cache size; None: 512 MiB on CPU, and on GPU what vLLM's
+            ``gpu_memory_utilization`` share leaves after its weights.
+        gpu_memory_utilization: on GPU, the share of the device vLLM may take (weights + KV cache). 0.3 by
+            default, not vLLM's 0.9: the engine is colocated with the GRPO trainer, which needs the rest.
         max_num_seqs: rows vLLM decodes at once.
         seed: vLLM's own seed (requests are seeded from the ``generate`` generator regardless).
         **llm_kwargs: further ``vllm.LLM`` arguments, overriding the engine's (e.g. ``max_model_len``, which
@@ -202,8 +206,9 @@ class VLLMEngine:
         tokenizer: PreTrainedTokenizerBase,
         path: str | os.PathLike[str] | None = None,
         *,
-        dtype: str = "float32",
+        dtype: str | None = None,
         kv_cache_memory_bytes: int | None = None,
+        gpu_memory_utilization: float = 0.3,
         max_num_seqs: int = 256,
         seed: int = 0,
         **llm_kwargs: Any,
@@ -223,7 +228,7 @@ class VLLMEngine:
             model.save_pretrained(scratch, safe_serialization=True)
         settings: dict[str, Any] = {
             "model": str(path if path is not None else scratch),
-            "dtype": dtype,
+            "dtype": dtype or str(model.dtype).removeprefix("torch."),
             "enforce_eager": True,
             "max_num_seqs": max_num_seqs,
             "logprobs_mode": "processed_logprobs",
@@ -236,6 +241,8 @@ class VLLMEngine:
             settings["max_model_len"] = model.config.max_position_embeddings
         if kv_cache_memory_bytes is not None or current_platform.is_cpu():
             settings["kv_cache_memory_bytes"] = kv_cache_memory_bytes or 512 << 20
+        if not current_platform.is_cpu():
+            settings["gpu_memory_utilization"] = gpu_memory_utilization
         settings.update(llm_kwargs)
         rng_states = random.getstate(), np.random.get_state(), torch.get_rng_state()
         try:
