@@ -1,15 +1,18 @@
 """Train a selector with PPO (Stable-Baselines3) on the simulated world, save it, and check it there.
 
-    python benchmarks/train_learned_selector.py --timesteps 30000 --out gps_env/agents/pretrained/ppo_selector
+    OMP_NUM_THREADS=1 python benchmarks/train_learned_selector.py --out gps_env/agents/pretrained/ppo_selector
 
 The simulated world (``gps_env/SimulatedPromptSelection-v0``) is shaped like the embedded one (1,000
 prompts, B = 32, k = 8, 300 steps per episode), so one episode is one simulated training run and the reward
 is the effective-sample ratio. PPO learns on the :class:`~gps_env.wrappers.CandidateWindow` view (4B random
-candidates, per-prompt statistics). The policy is saved as safetensors + JSON (``--out``) for
+candidates, per-prompt statistics). ``--policy scorer`` (the default) is
+:class:`~gps_env.agents.candidate_scorer.CandidateScorerPolicy`: one shared MLP scores every candidate's feature row
+(permutation-equivariant) and a mean-pooled critic; ``--policy mlp`` is SB3's flat ``"MlpPolicy"`` (2×64 over
+the flattened window), kept for comparison. The policy is saved as safetensors + JSON (``--out``) for
 ``LearnedSelector``; ``gps-env bench --selectors ppo`` evaluates it in the embedded world.
 
-Prints the mean ESR and final held-out success of PPO and Uniform over evaluation episodes in the
-simulated world (seeds not used in training), with the ratio.
+Prints the mean ESR and final held-out success of PPO, Uniform and MoPPS (its defaults: 16B candidates) over
+evaluation episodes in the simulated world (seeds not used in training), with the ratios to Uniform.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gps_env.agents import LearnedSelector, Uniform
+from gps_env.agents import LearnedSelector, MoPPS, Uniform
 from gps_env.agents.learned import save_policy
 from gps_env.simulated import SimulatedPromptSelectionEnv
 from gps_env.wrappers import CandidateWindow
@@ -49,7 +52,13 @@ def evaluate(agent_factory, seeds: list[int]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--timesteps", type=int, default=30_000)
+    parser.add_argument("--policy", choices=["scorer", "mlp"], default="scorer")
+    parser.add_argument("--timesteps", type=int, default=60_000)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--n-steps", type=int, default=600)
+    parser.add_argument("--ent-coef", type=float, default=0.0)
+    parser.add_argument("--gamma", type=float, default=0.99)
+    parser.add_argument("--log-std-init", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[100, 101, 102])
     parser.add_argument("--out", type=Path, default=Path("gps_env/agents/pretrained/ppo_selector"))
@@ -57,21 +66,30 @@ def main() -> None:
     torch.set_num_threads(1)
     from stable_baselines3 import PPO
 
+    from gps_env.agents.candidate_scorer import CandidateScorerPolicy
+
     env = CandidateWindow(world(), candidates=4)
-    model = PPO("MlpPolicy", env, n_steps=600, batch_size=100, n_epochs=5, learning_rate=3e-4, gamma=0.99,
-                seed=args.seed, device="cpu", verbose=0, policy_kwargs={"net_arch": [64, 64]})
+    if args.policy == "scorer":
+        policy, policy_kwargs = CandidateScorerPolicy, {"hidden": 32, "log_std_init": args.log_std_init}
+    else:
+        policy, policy_kwargs = "MlpPolicy", {"net_arch": [64, 64], "log_std_init": args.log_std_init}
+    model = PPO(policy, env, n_steps=args.n_steps, batch_size=100, n_epochs=5, learning_rate=args.learning_rate,
+                gamma=args.gamma, ent_coef=args.ent_coef, seed=args.seed, device="cpu", verbose=0,
+                policy_kwargs=policy_kwargs)
     start = time.perf_counter()
     model.learn(args.timesteps, progress_bar=False)
-    print(f"PPO: {args.timesteps} simulated steps in {time.perf_counter() - start:.0f} s")
+    print(f"PPO ({args.policy}): {args.timesteps} simulated steps in {time.perf_counter() - start:.0f} s")
     save_policy(model.policy, args.out)
     print(f"saved {args.out}/policy.safetensors")
 
     ppo = evaluate(lambda e, s: LearnedSelector(e, model.policy, seed=s, candidates=4), args.eval_seeds)
     uniform = evaluate(lambda e, s: Uniform(e, seed=s), args.eval_seeds)
+    mopps = evaluate(lambda e, s: MoPPS(e, seed=s), args.eval_seeds)
     print(f"simulated world, {len(args.eval_seeds)} held-out episodes of 300 steps:")
     print(f"  uniform: mean ESR {uniform[0]:.3f}, final held-out success {uniform[1]:.3f}")
-    print(f"  ppo:     mean ESR {ppo[0]:.3f} ({ppo[0] / uniform[0]:.2f}x), final held-out success {ppo[1]:.3f} "
-          f"({ppo[1] - uniform[1]:+.3f})")
+    for name, (esr, final) in (("mopps", mopps), ("ppo", ppo)):
+        print(f"  {name + ':':8} mean ESR {esr:.3f} ({esr / uniform[0]:.2f}x), final held-out success {final:.3f} "
+              f"({final - uniform[1]:+.3f})")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """A selector learnt by reinforcement learning (SB3 PPO) on the :class:`~gps_env.wrappers.CandidateWindow` view.
 
     from stable_baselines3 import PPO
+    from gps_env.agents.candidate_scorer import CandidateScorerPolicy
     from gps_env.wrappers import CandidateWindow
-    model = PPO("MlpPolicy", CandidateWindow(sim_env), seed=0).learn(50_000)
+    model = PPO(CandidateScorerPolicy, CandidateWindow(sim_env), seed=0).learn(50_000)
     save_policy(model.policy, "ppo_selector")            # safetensors weights + JSON spaces, no pickle
     agent = LearnedSelector(env, load_policy_file("ppo_selector"), seed=0)
 
@@ -11,6 +12,11 @@ observation (:func:`gps_env.selectors.features.candidate_features`) and asks the
 candidate (its deterministic action); the B highest-scored candidates are the batch. The policy never sees
 embeddings or task names, only per-prompt statistics, so a policy trained in the simulated world runs
 unchanged in the embedded one.
+
+:class:`~gps_env.agents.candidate_scorer.CandidateScorerPolicy` (the shipped one) scores every candidate with
+one shared small MLP, so it is permutation-equivariant: it learns one rule for all M positions instead of M
+rules, as SB3's flat ``"MlpPolicy"`` over the (M·F) window would have to. That module needs stable-baselines3
+and is imported only when a scorer is loaded, so ``import gps_env.agents`` does not.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ class LearnedSelector(SelectorAgent):
 
 
 #: The PPO selector trained on the simulated world by ``benchmarks/train_learned_selector.py``, shipped in
-#: the package (a 2×64 MLP, safetensors).
+#: the package (a ``CandidateScorerPolicy``: a shared 7→32→32→1 scorer per candidate, safetensors).
 PRETRAINED = Path(__file__).with_name("pretrained") / "ppo_selector"
 
 
@@ -65,17 +71,24 @@ def pretrained(env: gym.Env, seed: int = 0) -> LearnedSelector:
 
 
 def save_policy(policy: Any, path: str | Path) -> Path:
-    """Save an SB3 ``ActorCriticPolicy``: weights as ``path/policy.safetensors``, spaces and net in JSON."""
+    """Save an SB3 ``ActorCriticPolicy``: weights as ``path/policy.safetensors``, kind, spaces and net in JSON.
+
+    ``kind`` is ``"scorer"`` for a :class:`CandidateScorerPolicy` (with its ``hidden`` size), else ``"mlp"``
+    (SB3's ``"MlpPolicy"``, with its ``net_arch``).
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()},
               path / "policy.safetensors")
+    scorer = type(policy).__name__ == "CandidateScorerPolicy" and hasattr(policy, "hidden")
     spec = {
+        "kind": "scorer" if scorer else "mlp",
         "observation_shape": list(policy.observation_space.shape),
         "action_shape": list(policy.action_space.shape),
-        "net_arch": policy.net_arch if isinstance(policy.net_arch, (list, dict)) else None,
+        "hidden": policy.hidden if scorer else None,
+        "net_arch": None if scorer or not isinstance(policy.net_arch, (list, dict)) else policy.net_arch,
         "activation_fn": policy.activation_fn.__name__,
         "features": list(FEATURE_NAMES),
     }
@@ -84,7 +97,10 @@ def save_policy(policy: Any, path: str | Path) -> Path:
 
 
 def load_policy_file(path: str | Path) -> Any:
-    """Rebuild the policy saved by :func:`save_policy` (needs stable-baselines3; nothing is unpickled)."""
+    """Rebuild the policy saved by :func:`save_policy` (needs stable-baselines3; nothing is unpickled).
+
+    Files without a ``kind`` (saved before the scorer existed) load as ``"mlp"``.
+    """
     import torch
     from gymnasium import spaces
     from safetensors.torch import load_file
@@ -94,12 +110,19 @@ def load_policy_file(path: str | Path) -> Any:
     spec = json.loads((path / "policy.json").read_text())
     if spec["features"] != list(FEATURE_NAMES):
         raise ValueError(f"{path}: trained on features {spec['features']}, this gps-env has {list(FEATURE_NAMES)}")
-    policy = ActorCriticPolicy(
-        spaces.Box(0.0, 1.0, tuple(spec["observation_shape"]), np.float32),
-        spaces.Box(-1.0, 1.0, tuple(spec["action_shape"]), np.float32),
-        lr_schedule=lambda _: 0.0,
-        net_arch=spec["net_arch"],
-        activation_fn=getattr(torch.nn, spec["activation_fn"]),
-    )
+    observation_space = spaces.Box(0.0, 1.0, tuple(spec["observation_shape"]), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, tuple(spec["action_shape"]), np.float32)
+    activation_fn = getattr(torch.nn, spec["activation_fn"])
+    kind = spec.get("kind", "mlp")
+    if kind == "scorer":
+        from gps_env.agents.candidate_scorer import CandidateScorerPolicy
+
+        policy = CandidateScorerPolicy(observation_space, action_space, lambda _: 0.0, hidden=spec["hidden"],
+                                       activation_fn=activation_fn)
+    elif kind == "mlp":
+        policy = ActorCriticPolicy(observation_space, action_space, lambda _: 0.0, net_arch=spec["net_arch"],
+                                   activation_fn=activation_fn)
+    else:
+        raise ValueError(f"{path}: unknown policy kind {kind!r}")
     policy.load_state_dict(load_file(path / "policy.safetensors"))
     return policy.eval()
