@@ -41,7 +41,8 @@ Pitfalls (vLLM 0.32, in-process):
   ``libgomp`` to ``LD_PRELOAD`` in ``os.environ`` (inherited by later subprocesses) and re-seeds the
   global RNGs; the constructor restores the caller's ``random``, ``numpy`` and ``torch`` RNG states.
 * Each weight sync logs ``RotaryEmbedding: Failed to load weights``: the rotary cache is not in an HF
-  state dict, and vLLM keeps its own (harmless; the engine filters that one message out). vLLM's INFO
+  state dict, and vLLM keeps its own (harmless; the engine filters that message out, and the traceback of
+  vLLM's chat-template warm-up, which fails without a tokenizer). vLLM's INFO
   logging (several lines per sync) is lowered to WARNING unless ``VLLM_LOGGING_LEVEL`` is set.
 * vLLM raises temperatures in (0, 0.01) to 0.01 (and samples greedily only at 0). The engine decodes
   greedily (the limit of sampling as the temperature goes to 0) below 0.01, and computes each token's
@@ -87,12 +88,24 @@ ENGINE_NAMES = ("auto", "transformers", "vllm")
 VLLM_MIN_TEMPERATURE = 1e-2
 
 
-class _DropRotaryReloadWarning(logging.Filter):
-    """Drops vLLM's "RotaryEmbedding: Failed to load weights" (logged at every sync; the rotary cache is not
-    in an HF state dict and vLLM keeps its own)."""
+class _DropHarmlessWarning(logging.Filter):
+    """Drops one vLLM log message that is expected with this engine's settings and says nothing wrong."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "RotaryEmbedding: Failed to load weights"
+        return record.getMessage() != self.message
+
+
+#: (logger, message) pairs dropped: the rotary cache is not in an HF state dict, so every weight sync logs
+#: it (vLLM keeps its own); the chat-template warm-up needs a tokenizer, which the engine does not give vLLM
+#: (it logs a traceback once per engine).
+_HARMLESS = (
+    ("vllm.model_executor.model_loader.reload.layerwise", "RotaryEmbedding: Failed to load weights"),
+    ("vllm.renderers.base", "Chat template warmup failed"),
+)
 
 
 def _import_vllm() -> Any:
@@ -107,9 +120,10 @@ def _import_vllm() -> Any:
     except ImportError as error:
         raise ImportError(_INSTALL_HINT) from error
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    reload_logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
-    if not any(isinstance(f, _DropRotaryReloadWarning) for f in reload_logger.filters):
-        reload_logger.addFilter(_DropRotaryReloadWarning())
+    for name, message in _HARMLESS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropHarmlessWarning) and f.message == message for f in logger.filters):
+            logger.addFilter(_DropHarmlessWarning(message))
     return vllm
 
 
