@@ -147,8 +147,9 @@ def test_greedy_rejects_bad_input():
         for row in (0, 2, 9):
             bad = e.copy()
             bad[row, 1] = value
-            with pytest.raises(ValueError, match="finite"):
-                greedy_diverse(utility(gamma), bad, 3, lam=0.5)
+            for distance in ("cosine", "chordal"):
+                with pytest.raises(ValueError, match="finite"):
+                    greedy_diverse(utility(gamma), bad, 3, lam=0.5, distance=distance)
             with pytest.raises(ValueError, match="finite"):  # only through the previous batch
                 greedy_diverse(utility(gamma), bad, 3, lam=0.5, previous=np.array([row]),
                                candidates=np.array([r for r in range(10) if r != row]))

@@ -159,8 +159,9 @@ class GPS(SelectorAgent):
             gamma[pool] = self.predict_for(self.embeddings[pool])
         # (ours) utility scaled to [-1, 0], so λ weighs a unit-range utility against O(1) distances
         scaled = utility(gamma, self.target) / max(self.target, 1.0 - self.target) ** 2
-        # numpy's BLAS on one thread: its idle worker threads spin for a while after each call and then starve
-        # torch's (the PPM update, the policy); at N = 40k on 2 cores that made the step 1.8-2.4x slower.
+        # numpy's BLAS on one thread: its idle worker threads spin for a while after each call and starve
+        # torch's (the PPM update, the policy). Faster unless the greedy is large (whole pool at B = 256 is
+        # 0.75x): benchmarks/gps_step.py times both, docs/gps.md.
         with self._blas.limit(limits=1, user_api="blas"):
             batch, terms = greedy_diverse(scaled, self.embeddings, self.batch_size, self.lam,
                                           previous=previous, candidates=pool, distance=self.distance)

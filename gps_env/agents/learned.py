@@ -78,11 +78,13 @@ def save_policy(policy: Any, path: str | Path) -> Path:
     """
     from safetensors.torch import save_file
 
+    from gps_env.agents.candidate_scorer import CandidateScorerPolicy
+
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()},
               path / "policy.safetensors")
-    scorer = type(policy).__name__ == "CandidateScorerPolicy" and hasattr(policy, "hidden")
+    scorer = isinstance(policy, CandidateScorerPolicy)
     spec = {
         "kind": "scorer" if scorer else "mlp",
         "observation_shape": list(policy.observation_space.shape),

@@ -143,11 +143,11 @@ def _unsupported(config: Any) -> str | None:
     return None
 
 
-def resolve_engine(name: str, config: Any, warn: bool = True) -> str:
+def resolve_engine(name: str, config: Any) -> str:
     """The engine ``name`` means for a model with HF ``config``: ``"transformers"`` or ``"vllm"``.
 
     ``"auto"`` is vLLM where it imports and can run the model (on CPU: a supported attention head size;
-    otherwise, with ``warn``, a warning says why not), else the transformers engine.
+    otherwise a warning says why not), else the transformers engine.
     """
     if name not in ENGINE_NAMES:
         raise ValueError(f"unknown engine {name!r}; known: {ENGINE_NAMES}")
@@ -159,8 +159,7 @@ def resolve_engine(name: str, config: Any, warn: bool = True) -> str:
         return "transformers"
     reason = _unsupported(config)
     if reason is not None:
-        if warn:
-            warnings.warn(f"engine='auto' uses the transformers engine: {reason}", stacklevel=3)
+        warnings.warn(f"engine='auto' uses the transformers engine: {reason}", stacklevel=3)
         return "transformers"
     return "vllm"
 

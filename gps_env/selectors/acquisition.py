@@ -76,13 +76,26 @@ def thompson_draws(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator
     return rng.beta(alpha, beta)
 
 
-def _distances_to(e: np.ndarray, anchors_sum: np.ndarray, count: int, kind: str, anchors: np.ndarray | None):
-    """Summed distance of every row of ``e`` to a set of anchors (given by their sum for cosine)."""
+def _distances_to(e: np.ndarray, anchors_sum: np.ndarray, count: int, kind: str, anchors: np.ndarray,
+                  check: bool = False) -> np.ndarray:
+    """Summed distance of every row of ``e`` to a set of anchors (given by their sum for cosine).
+
+    ``check``: raise if a dot product is not finite. That is how the greedy checks embeddings where it reads
+    them, not with a pass over all N x d per call: a row with a NaN or inf has a non-finite dot product with
+    any vector (checked before the chordal clip, which would turn inf into 1)."""
+    dots = e @ anchors_sum if kind == "cosine" else e @ anchors.T
+    if check:
+        _finite(dots)
     if kind == "cosine":
-        return count - e @ anchors_sum
+        return count - dots
     # chordal: ||x - y|| = sqrt(2 - 2 cos) for unit vectors; a metric, but not linear in the anchors
-    cos = np.clip(e @ anchors.T, -1.0, 1.0)
-    return np.sqrt(np.maximum(2.0 - 2.0 * cos, 0.0)).sum(axis=1)
+    return np.sqrt(np.maximum(2.0 - 2.0 * np.clip(dots, -1.0, 1.0), 0.0)).sum(axis=1)
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    if not np.all(np.isfinite(values)):
+        raise ValueError("embeddings must be finite (no NaN or inf)")
+    return values
 
 
 def greedy_diverse(
@@ -126,37 +139,25 @@ def greedy_diverse(
     pair_weight = 2.0 / (b * (b - 1)) if b > 1 else 0.0
     # Modular part: utility plus the inter-step term (distance to the previous batch, one mat-vec).
     modular = uc / b
-    # Embeddings are checked where they are used, not by a pass over all N x d of them per call: a row with a
-    # NaN or inf has a non-finite dot product with any vector, so the first distance vector flags it.
-    checked = False
-
-    def distances(anchors_sum: np.ndarray, count: int, anchors: np.ndarray) -> np.ndarray:
-        nonlocal checked
-        out = _distances_to(ec, anchors_sum, count, distance, anchors)
-        if not checked and not np.all(np.isfinite(out)):
-            raise ValueError("embeddings must be finite (no NaN or inf)")
-        checked = True
-        return out
-
     if previous is not None and len(previous) > 0 and lam > 0:
         p = e[np.asarray(previous, dtype=np.int64)]
-        if not np.all(np.isfinite(p)):
-            raise ValueError("embeddings must be finite (no NaN or inf)")
-        modular = modular + lam * distances(p.sum(axis=0), p.shape[0], p) / (b * p.shape[0])
+        # the first distances read every candidate row (and the previous batch's): they are checked
+        modular = modular + lam * _distances_to(ec, p.sum(axis=0), p.shape[0], distance, p, check=True) / (
+            b * p.shape[0])
     picked: list[int] = []
     running = np.zeros(e.shape[1], dtype=np.float32)  # float32 like E: a float64 vector would upcast E every pick
     half_modular = 0.5 * modular
     for size in range(b):
         if size and lam > 0:
-            gain = half_modular + lam * pair_weight * distances(running, size, ec[picked])
+            gain = half_modular + lam * pair_weight * _distances_to(ec, running, size, distance, ec[picked],
+                                                                    check=size == 1)
         else:
             gain = half_modular.copy()
         gain[picked] = -np.inf
         best = int(np.argmax(gain))
         picked.append(best)
         running += ec[best]
-    if not np.all(np.isfinite(ec[picked])):  # lam = 0 or b = 1: only the batch's rows were used (in the terms)
-        raise ValueError("embeddings must be finite (no NaN or inf)")
+    _finite(ec[picked])  # lam = 0 or b = 1: only the batch's rows were read (in the terms)
     chosen = pool[np.asarray(picked)]
     return chosen.astype(np.int64), batch_terms(u, embeddings, chosen, previous, distance)
 
