@@ -12,8 +12,12 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from gps_env.agents.base import SelectorAgent
+from gps_env.agents.screen import BFloat16Screen
 from gps_env.models import PPM, PPMConfig
 from gps_env.selectors import greedy_diverse, utility
+
+#: Pools at least this large are screened (``BFloat16Screen``): the same batches, fewer passes over the pool.
+SCREEN_MIN_POOL = 8192
 
 
 class GPS(SelectorAgent):
@@ -84,6 +88,8 @@ class GPS(SelectorAgent):
         self.embeddings = e
         self._e = torch.from_numpy(e)
         self._blas = ThreadpoolController()
+        whole_pool = candidates is None and distance == "cosine"
+        self._screen = BFloat16Screen(e) if whole_pool and self.pool_size >= SCREEN_MIN_POOL else None
         self.reset()
 
     def reset(self) -> None:
@@ -91,7 +97,8 @@ class GPS(SelectorAgent):
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.model = PPM(self._e.shape[1], self.ppm_config)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.ppm_config.lr)
+        # foreach: one kernel per step for all ~40 parameters, bit-identical to the per-parameter loop
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.ppm_config.lr, foreach=True)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.ppm_config.replay + 1)
         self.steps_seen = 0  # batches ever observed (the deque forgets, this does not)
@@ -164,7 +171,8 @@ class GPS(SelectorAgent):
         # 0.75x): benchmarks/gps_step.py times both, docs/gps.md.
         with self._blas.limit(limits=1, user_api="blas"):
             batch, terms = greedy_diverse(scaled, self.embeddings, self.batch_size, self.lam,
-                                          previous=previous, candidates=pool, distance=self.distance)
+                                          previous=previous, candidates=pool, distance=self.distance,
+                                          screen=self._screen)
         self.last_terms = terms
         self.log.append({"step": int(obs["step"][0]), **terms, **self.last_elbo})
         return {"prompts": batch, "predictions": np.clip(gamma[batch], 0.0, 1.0)}

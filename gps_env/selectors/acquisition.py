@@ -6,7 +6,15 @@ functions return int64 pool indices; ties are broken by ``rng`` when one is give
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 import numpy as np
+
+#: Screened greedy: columns per screen call (the running sum plus the picks the greedy is expected to make
+#: next) and how many of the best approximate gains the speculation simulates the greedy over.
+SPECULATE = 32
+LOOKAHEAD = 128
 
 
 def _check_target(target: float) -> None:
@@ -106,6 +114,7 @@ def greedy_diverse(
     previous: np.ndarray | None = None,
     candidates: np.ndarray | None = None,
     distance: str = "cosine",
+    screen: InnerProductScreen | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Greedy max-sum diversification with utility (GPS Eqs. 12–14; Borodin et al., 2012; our normalisation).
 
@@ -120,6 +129,11 @@ def greedy_diverse(
     is not a metric, so the guarantee is formally for ``distance="chordal"`` (``‖x − y‖``). With cosine each
     pick costs one (N × d) mat-vec, since the summed distance to the picks is ``|S| − E · Σ_{s∈S} e_s``;
     chordal costs O(N·|S|·d) per pick.
+
+    ``screen`` (cosine, whole pool, λ > 0): approximate products ``E @ v`` with an error bound, e.g.
+    :class:`gps_env.agents.screen.BFloat16Screen`. The greedy then reads the pool through the screen, a
+    few times per batch instead of once per pick, and computes the exact gains only for the prompts the
+    bound cannot rule out: the same batch as without a screen (see :func:`_screened_greedy`).
 
     Returns ``(indices, terms)`` with the batch's ``utility``, ``dispersion`` and ``inter_step`` terms.
     """
@@ -136,6 +150,9 @@ def greedy_diverse(
     pool = np.arange(u.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
     _check_count(b, pool.shape[0])
     ec, uc = (e, u) if candidates is None else (e[pool], u[pool])  # no 40 MB copy for the whole pool
+    if screen is not None and candidates is None and distance == "cosine" and lam > 0 and b > 1:
+        picked_rows = _screened_greedy(u, e, b, lam, previous, screen)
+        return picked_rows, batch_terms(u, embeddings, picked_rows, previous, distance)
     pair_weight = 2.0 / (b * (b - 1)) if b > 1 else 0.0
     # Modular part: utility plus the inter-step term (distance to the previous batch, one mat-vec).
     modular = uc / b
@@ -160,6 +177,111 @@ def greedy_diverse(
     _finite(ec[picked])  # lam = 0 or b = 1: only the batch's rows were read (in the terms)
     chosen = pool[np.asarray(picked)]
     return chosen.astype(np.int64), batch_terms(u, embeddings, chosen, previous, distance)
+
+
+class InnerProductScreen(Protocol):
+    """Approximate inner products of every pool row with a few vectors, and a bound on their error.
+
+    ``screen(vectors)`` with ``vectors`` of shape (k, d) returns columns: ``screen(vectors)[j]`` is an (N,)
+    float array ``A`` with ``|A[i] - E[i] · vectors[j]| <= screen.rel_error * ||vectors[j]||`` for every
+    row ``i`` (the bound includes the rows' norms). It is built from the embeddings given to the greedy,
+    and its constructor rejects non-finite ones (the greedy then reads exactly only the rows that can be
+    picked)."""
+
+    rel_error: float
+
+    def __call__(self, vectors: np.ndarray) -> Sequence[np.ndarray]: ...
+
+
+def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous: np.ndarray | None,
+                     screen: InnerProductScreen) -> np.ndarray:
+    """:func:`greedy_diverse` (cosine, whole pool, λ > 0, b > 1) reading the pool through a screen.
+
+    Each pick's gain is ``half_τ + λw·(|S| − e_τ · R)`` with ``R`` the running sum of the picks. Screened
+    gains ``ĝ`` come from the screen's products, within ``δ`` of the exact ones; the exact gain of the best
+    prompt is at least ``max ĝ − δ``, so only prompts with ``ĝ >= max ĝ − 2δ`` (a few dozen) can be picked
+    and only they get exact gains, computed as the unscreened greedy computes them: the same batch, ties
+    included. One screen call returns the products with ``R`` and with the ``SPECULATE`` prompts the greedy
+    is expected to pick next (it is simulated over the ``LOOKAHEAD`` best gains); while the picks stay among
+    them, ``ĝ`` is updated from their columns and the pool is not read again.
+    """
+    n = u.shape[0]
+    pair_weight = 2.0 / (b * (b - 1))
+    lw = lam * pair_weight
+    fp32_slack = 1e-5  # the exact gains are float32 products: their own rounding, relative to |S| + ||R||
+
+    p = psum = None
+    if previous is not None and len(previous) > 0:
+        p = e[np.asarray(previous, dtype=np.int64)]
+        psum = p.sum(axis=0)
+    half_exact = np.full(n, np.nan)
+
+    def exact_half(rows: np.ndarray) -> np.ndarray:
+        missing = rows[np.isnan(half_exact[rows])]
+        if missing.size:
+            modular = u[missing] / b
+            if p is not None:
+                modular = modular + lam * _distances_to(e[missing], psum, p.shape[0], "cosine", p) / (b * p.shape[0])
+            half_exact[missing] = 0.5 * modular
+        return half_exact[rows]
+
+    half = 0.5 * (u / b)
+    half_error = 0.0
+    # The first call: the inter-step term's products (if any), and the first picks expected from utility.
+    ahead = _lookahead(half, e, lw, SPECULATE, LOOKAHEAD)
+    columns = screen(e[ahead] if p is None else np.concatenate([psum[None], e[ahead]]))
+    column_of = {int(row): j + (p is not None) for j, row in enumerate(ahead)}
+    if p is not None:
+        half = half + 0.5 * lam * (p.shape[0] - columns[0].astype(np.float64)) / (b * p.shape[0])
+        half_error = 0.5 * lam * (screen.rel_error + fp32_slack) * float(np.linalg.norm(psum)) / (b * p.shape[0])
+
+    picked: list[int] = []
+    running = np.zeros(e.shape[1], dtype=np.float32)
+    # ĝ / λw less |S|, which every prompt has (the window and the argmax do not need it): a column updates
+    # it with one subtraction
+    gain = half / lw
+    gain_error = 0.0  # bound on |ĝ's products − e·R|
+    for size in range(b):
+        delta = (half_error + lw * gain_error + lw * fp32_slack * (size + float(np.linalg.norm(running)))
+                 + 1e-6 * lam / b)  # and an absolute floor for the float32 rounding of the inter-step term
+        rows = np.flatnonzero(gain >= gain.max() - 2.0 * delta / lw)
+        exact = exact_half(rows)
+        if size:
+            exact = exact + lam * pair_weight * _distances_to(e[rows], running, size, "cosine", None)
+        best = int(rows[np.argmax(exact)])
+        picked.append(best)
+        running += e[best]
+        gain[best] = -np.inf
+        if size == b - 1:
+            break
+        if best in column_of:  # speculated: update ĝ from its column
+            gain -= columns[column_of.pop(best)]
+            gain_error += screen.rel_error * float(np.linalg.norm(e[best]))
+        else:  # a new screen call: products with R and with the expected next picks
+            ahead = _lookahead(gain, e, 1.0, SPECULATE, LOOKAHEAD)
+            columns = screen(np.concatenate([running[None], e[ahead]]))
+            column_of = {int(row): j + 1 for j, row in enumerate(ahead)}
+            gain = half / lw - columns[0]
+            gain[picked] = -np.inf
+            gain_error = screen.rel_error * float(np.linalg.norm(running))
+    return np.asarray(picked, dtype=np.int64)
+
+
+def _lookahead(gain: np.ndarray, e: np.ndarray, lw: float, k: int, m: int) -> np.ndarray:
+    """The next ``k`` picks of the greedy simulated over the ``m`` best gains (a guess: only what to screen)."""
+    finite = int(np.isfinite(gain).sum())
+    m = min(m, finite)
+    top = np.argpartition(-gain, m - 1)[:m] if m < gain.shape[0] else np.arange(gain.shape[0])
+    top = top[np.isfinite(gain[top])]
+    distances = 1.0 - e[top] @ e[top].T
+    simulated = gain[top].copy()
+    ahead = []
+    for _ in range(min(k, top.shape[0])):
+        j = int(np.argmax(simulated))
+        ahead.append(top[j])
+        simulated += lw * distances[j]
+        simulated[j] = -np.inf
+    return np.asarray(ahead, dtype=np.int64)
 
 
 def batch_terms(

@@ -1,0 +1,118 @@
+"""The screened greedy (``greedy_diverse(screen=BFloat16Screen(E))``) picks exactly the unscreened batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gps_env.agents import GPS
+from gps_env.agents import gps as gps_module
+from gps_env.agents.screen import BFloat16Screen
+from gps_env.selectors import greedy_diverse, utility
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def clustered_pool(seed: int, n: int, d: int, duplicates: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings in a few tight clusters (as WordLlama's are), utilities with exact ties; optionally
+    duplicated rows, so that gains tie exactly and the index tie-break decides."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(2, n // 50), d))
+    e = centres[rng.integers(0, centres.shape[0], n)] + 0.3 * rng.normal(size=(n, d))
+    if duplicates:
+        e[rng.integers(0, n, n // 10)] = e[rng.integers(0, n, n // 10)]
+    gamma = np.round(rng.random(n), 2)  # ties
+    gamma[rng.random(n) < 0.3] = rng.choice([0.0, 1.0])
+    return utility(gamma) / 0.25, (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, n=st.integers(40, 600), data=st.data())
+def test_screened_greedy_picks_the_unscreened_batch(seed, n, data):
+    d = data.draw(st.sampled_from([8, 32, 256]))
+    u, e = clustered_pool(seed, n, d, duplicates=data.draw(st.booleans()))
+    b = data.draw(st.integers(2, min(n, 64)))
+    lam = data.draw(st.sampled_from([0.05, 0.5, 1.0, 4.0]))
+    previous = np.arange(data.draw(st.integers(0, 8)))
+    plain, plain_terms = greedy_diverse(u, e, b, lam, previous=previous)
+    screened, terms = greedy_diverse(u, e, b, lam, previous=previous, screen=BFloat16Screen(e))
+    assert screened.tolist() == plain.tolist()
+    assert terms == plain_terms
+
+
+def test_screened_greedy_at_scale_reads_the_pool_a_few_times_per_batch():
+    u, e = clustered_pool(0, 20000, 256, duplicates=False)
+    screen = BFloat16Screen(e)
+    calls = []
+
+    def counting(vectors):
+        calls.append(len(vectors))
+        return screen(vectors)
+
+    counting.rel_error = screen.rel_error
+    previous = np.arange(32, 64)
+    plain, _ = greedy_diverse(u, e, 64, 0.5, previous=previous)
+    screened, _ = greedy_diverse(u, e, 64, 0.5, previous=previous, screen=counting)
+    assert screened.tolist() == plain.tolist()
+    assert len(calls) < 64 / 2  # the unscreened greedy reads the pool once per pick
+
+
+def test_the_error_bound_is_what_keeps_the_batch_exact():
+    """A screen whose products are off by more than it declares changes batches: the bound is load-bearing
+    (and so the identity test above can fail)."""
+    rng = np.random.default_rng(1)
+    differs = 0
+    for seed in range(10):
+        u, e = clustered_pool(seed, 400, 32, duplicates=False)
+        screen, noise = BFloat16Screen(e), rng.normal(scale=0.05, size=(400, 64))
+
+        def lying(vectors, screen=screen, noise=noise):
+            columns = screen(vectors)
+            return [columns[j] + noise[:, j] for j in range(len(columns))]
+
+        lying.rel_error = 0.0
+        plain, _ = greedy_diverse(u, e, 32, 0.5)
+        screened, _ = greedy_diverse(u, e, 32, 0.5, screen=lying)
+        differs += screened.tolist() != plain.tolist()
+    assert differs > 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, scale=st.floats(0.01, 100.0))
+def test_bf16_screen_error_is_within_its_bound(seed, scale):
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=(300, 64)).astype(np.float32)
+    e[:100] /= np.linalg.norm(e[:100], axis=1, keepdims=True)  # mixed row norms: the bound uses the largest
+    v = (scale * rng.normal(size=(5, 64))).astype(np.float32)
+    screen = BFloat16Screen(e)
+    columns = screen(v)
+    exact = e.astype(np.float64) @ v.astype(np.float64).T
+    for j in range(5):
+        assert np.all(np.abs(columns[j] - exact[:, j]) <= screen.rel_error * np.linalg.norm(v[j].astype(np.float64)))
+
+
+def test_bf16_screen_rejects_bad_embeddings():
+    e = np.ones((4, 3), dtype=np.float32)
+    for value in (np.nan, np.inf):
+        bad = e.copy()
+        bad[2, 1] = value
+        with pytest.raises(ValueError, match="finite"):
+            BFloat16Screen(bad)
+    with pytest.raises(ValueError, match=r"\(N, d\)"):
+        BFloat16Screen(np.ones(3))
+
+
+def test_gps_screens_large_pools_with_the_same_batches(make_env, monkeypatch):
+    env = make_env(lenient=True, max_steps=4)
+    monkeypatch.setattr(gps_module, "SCREEN_MIN_POOL", 1)
+    screened = GPS(env, seed=0)
+    monkeypatch.setattr(gps_module, "SCREEN_MIN_POOL", 10**9)
+    plain = GPS(env, seed=0)
+    assert screened._screen is not None and plain._screen is None
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        a, b = screened.act(obs), plain.act(obs)
+        assert a["prompts"].tolist() == b["prompts"].tolist()
+        obs, *_ = env.step(a)
