@@ -1,0 +1,86 @@
+"""GPS's greedy with and without the bfloat16 screen, on the inputs GPS really produces in the simulated world.
+
+    python benchmarks/greedy_screen.py --batch-size 32 256 --steps 1000 --every 25
+
+Runs whole-pool GPS in the simulated world (N = 40,960, clustered embeddings) for ``--steps`` steps and keeps
+the greedy's inputs (scaled utilities, previous batch) every ``--every`` steps. Then, with numpy's BLAS on one
+thread as the agent runs it, times ``greedy_diverse`` on each kept input without a screen (one pass over the
+float32 pool per pick) and through ``BFloat16Screen``, checks that the batches and logged terms are
+identical, and counts the screen calls per batch, early (first half of the kept steps) and late.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from gps_env.agents import gps as gps_module
+from gps_env.agents.gps import GPS
+from gps_env.selectors import greedy_diverse
+from gps_env.simulated import SimulatedPromptSelectionEnv
+
+
+def record_inputs(b: int, n: int, steps: int, every: int) -> tuple[np.ndarray, list[tuple]]:
+    env = SimulatedPromptSelectionEnv(batch_size=b, pool_size=n, max_steps=steps, time_in_info=False)
+    agent = GPS(env, seed=0)
+    kept, step, original = [], [0], gps_module.greedy_diverse
+
+    def keeping(u, e, bb, lam, previous=None, candidates=None, distance="cosine", screen=None):
+        if step[0] % every == 0:
+            kept.append((u.copy(), None if previous is None else previous.copy(), bb, lam))
+        step[0] += 1
+        return original(u, e, bb, lam, previous=previous, candidates=candidates, distance=distance, screen=screen)
+
+    gps_module.greedy_diverse = keeping
+    try:
+        obs, _ = env.reset(seed=0)
+        for _ in range(steps):
+            obs, *_ = env.step(agent.act(obs))
+    finally:
+        gps_module.greedy_diverse = original
+    return agent.embeddings, kept
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=40_960)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[32, 256])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--every", type=int, default=25)
+    args = parser.parse_args()
+    print(f"{'B':>5} {'inputs':>6} {'unscreened ms':>13} {'screened ms':>11} {'speed-up':>8} "
+          f"{'calls early':>11} {'calls late':>10} {'identical':>9}")
+    for b in args.batch_size:
+        e, kept = record_inputs(b, args.n, args.steps, args.every)
+        screen = gps_module.BFloat16Screen(e)
+        calls: list[int] = []
+
+        def counting(vectors, screen=screen, calls=calls):
+            calls[-1] += 1
+            return screen(vectors)
+
+        counting.rel_error = screen.rel_error
+        plain_s = screened_s = 0.0
+        per_batch, identical = [], 0
+        with threadpool_limits(limits=1, user_api="blas"):
+            for u, previous, bb, lam in kept:
+                t0 = time.perf_counter()
+                plain = greedy_diverse(u, e, bb, lam, previous=previous)
+                t1 = time.perf_counter()
+                calls.append(0)
+                screened = greedy_diverse(u, e, bb, lam, previous=previous, screen=counting)
+                t2 = time.perf_counter()
+                plain_s, screened_s = plain_s + t1 - t0, screened_s + t2 - t1
+                per_batch.append(calls[-1])
+                identical += plain[0].tolist() == screened[0].tolist() and plain[1] == screened[1]
+        half = len(per_batch) // 2
+        print(f"{b:>5} {len(kept):>6} {plain_s / len(kept) * 1e3:>13.1f} {screened_s / len(kept) * 1e3:>11.1f} "
+              f"{plain_s / screened_s:>7.1f}x {np.mean(per_batch[:half]):>11.1f} {np.mean(per_batch[half:]):>10.1f} "
+              f"{identical:>5}/{len(kept)}")
+
+
+if __name__ == "__main__":
+    main()
