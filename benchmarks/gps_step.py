@@ -29,6 +29,7 @@ from gps_env.agents.gps import SCREEN_MIN_POOL
 from gps_env.agents.screen import BFloat16Screen
 from gps_env.models import ppm
 from gps_env.selectors import greedy_diverse, utility
+from gps_env.selectors.acquisition import SPECULATE
 
 
 def peak_rss_mib() -> float:
@@ -191,6 +192,14 @@ def main() -> None:
     u = utility(rng.random(args.n))
     previous = rng.choice(args.n, args.batch_size, replace=False)
     screen = BFloat16Screen(agent.embeddings)
+    print(f"\none screen call (bfloat16 products of all {args.n} rows; the screened greedy makes a few per batch)")
+    for k in (1, 1 + SPECULATE):
+        vectors = agent.embeddings[:k]
+        screen(vectors)
+        t0 = time.perf_counter()
+        for _ in range(100):
+            screen(vectors)
+        print(f"  with {k:>2} vector(s): {(time.perf_counter() - t0) / 100 * 1e3:.2f} ms")
     print(f"\ngreedy selection, N={args.n}, d={args.dim}, numpy's BLAS on one thread: the straightforward "
           f"O(N·|S|·d)-per-pick greedy,\none pool mat-vec per pick (ours without a screen), and ours through "
           f"the bfloat16 screen (the agent's setting at N >= {SCREEN_MIN_POOL})")

@@ -6,7 +6,9 @@ Runs whole-pool GPS in the simulated world (N = 40,960, clustered embeddings) fo
 the greedy's inputs (scaled utilities, previous batch) every ``--every`` steps. Then, with numpy's BLAS on one
 thread as the agent runs it, times ``greedy_diverse`` on each kept input without a screen (one pass over the
 float32 pool per pick) and through ``BFloat16Screen``, checks that the batches and logged terms are
-identical, and counts the screen calls per batch, early (first half of the kept steps) and late.
+identical, and counts the screen calls per batch, early (first half of the kept steps) and late, beside the
+spread (standard deviation) of the scaled utilities over the pool: where it is small, the batch is chosen
+for diversity alone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from gps_env.agents import gps as gps_module
 from gps_env.agents.gps import GPS
+from gps_env.agents.screen import BFloat16Screen
 from gps_env.selectors import greedy_diverse
 from gps_env.simulated import SimulatedPromptSelectionEnv
 
@@ -52,10 +55,10 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=25)
     args = parser.parse_args()
     print(f"{'B':>5} {'inputs':>6} {'unscreened ms':>13} {'screened ms':>11} {'speed-up':>8} "
-          f"{'calls early':>11} {'calls late':>10} {'identical':>9}")
+          f"{'calls early':>11} {'calls late':>10} {'u std early':>11} {'u std late':>10} {'identical':>9}")
     for b in args.batch_size:
         e, kept = record_inputs(b, args.n, args.steps, args.every)
-        screen = gps_module.BFloat16Screen(e)
+        screen = BFloat16Screen(e)
         calls: list[int] = []
 
         def counting(vectors, screen=screen, calls=calls):
@@ -77,9 +80,10 @@ def main() -> None:
                 per_batch.append(calls[-1])
                 identical += plain[0].tolist() == screened[0].tolist() and plain[1] == screened[1]
         half = len(per_batch) // 2
+        spread = [float(np.std(u)) for u, *_ in kept]
         print(f"{b:>5} {len(kept):>6} {plain_s / len(kept) * 1e3:>13.1f} {screened_s / len(kept) * 1e3:>11.1f} "
               f"{plain_s / screened_s:>7.1f}x {np.mean(per_batch[:half]):>11.1f} {np.mean(per_batch[half:]):>10.1f} "
-              f"{identical:>5}/{len(kept)}")
+              f"{np.mean(spread[:half]):>11.3f} {np.mean(spread[half:]):>10.3f} {identical:>5}/{len(kept)}")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ class GPS(SelectorAgent):
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.model = PPM(self._e.shape[1], self.ppm_config)
-        # foreach: one kernel per step for all ~40 parameters, bit-identical to the per-parameter loop
+        # foreach: all parameters in one call instead of a Python loop over them; bit-identical
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.ppm_config.lr, foreach=True)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.ppm_config.replay + 1)
@@ -167,8 +167,7 @@ class GPS(SelectorAgent):
         # (ours) utility scaled to [-1, 0], so λ weighs a unit-range utility against O(1) distances
         scaled = utility(gamma, self.target) / max(self.target, 1.0 - self.target) ** 2
         # numpy's BLAS on one thread: its idle worker threads spin for a while after each call and starve
-        # torch's (the PPM update, the policy). Faster unless the greedy is large (whole pool at B = 256 is
-        # 0.75x): benchmarks/gps_step.py times both, docs/gps.md.
+        # torch's (the screen's products, the PPM update, the policy): benchmarks/gps_step.py times both.
         with self._blas.limit(limits=1, user_api="blas"):
             batch, terms = greedy_diverse(scaled, self.embeddings, self.batch_size, self.lam,
                                           previous=previous, candidates=pool, distance=self.distance,

@@ -84,9 +84,10 @@ def thompson_draws(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator
     return rng.beta(alpha, beta)
 
 
-def _distances_to(e: np.ndarray, anchors_sum: np.ndarray, count: int, kind: str, anchors: np.ndarray,
+def _distances_to(e: np.ndarray, anchors_sum: np.ndarray, count: int, kind: str, anchors: np.ndarray | None,
                   check: bool = False) -> np.ndarray:
-    """Summed distance of every row of ``e`` to a set of anchors (given by their sum for cosine).
+    """Summed distance of every row of ``e`` to a set of anchors (given by their sum for cosine, which does
+    not read ``anchors``).
 
     ``check``: raise if a dot product is not finite. That is how the greedy checks embeddings where it reads
     them, not with a pass over all N x d per call: a row with a NaN or inf has a non-finite dot product with
@@ -247,7 +248,7 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous:
         rows = np.flatnonzero(gain >= gain.max() - 2.0 * delta / lw)
         exact = exact_half(rows)
         if size:
-            exact = exact + lam * pair_weight * _distances_to(e[rows], running, size, "cosine", None)
+            exact = exact + lw * _distances_to(e[rows], running, size, "cosine", None)
         best = int(rows[np.argmax(exact)])
         picked.append(best)
         running += e[best]
@@ -268,11 +269,11 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous:
 
 
 def _lookahead(gain: np.ndarray, e: np.ndarray, lw: float, k: int, m: int) -> np.ndarray:
-    """The next ``k`` picks of the greedy simulated over the ``m`` best gains (a guess: only what to screen)."""
-    finite = int(np.isfinite(gain).sum())
-    m = min(m, finite)
+    """The next ``k`` picks of the greedy simulated over the ``m`` best gains (a guess: only what to screen).
+
+    Picked prompts have gain −inf; at most the finite ones are taken, so none of them is."""
+    m = min(m, int(np.isfinite(gain).sum()))
     top = np.argpartition(-gain, m - 1)[:m] if m < gain.shape[0] else np.arange(gain.shape[0])
-    top = top[np.isfinite(gain[top])]
     distances = 1.0 - e[top] @ e[top].T
     simulated = gain[top].copy()
     ahead = []

@@ -1,0 +1,40 @@
+"""Replay the first steps of committed head-to-head runs with today's code and compare them step by step.
+
+    python benchmarks/replay_runs.py --runs docs/results/h2h --steps 20 --selectors gps gps-c4
+
+A change meant to keep trajectories (a faster kernel, a different but equivalent optimiser call) must
+reproduce every step record of ``RUNS/runs/<selector>-seed0.jsonl``: the ESR, the mean reward and the
+Spearman correlation, exactly. The env is rebuilt from ``RUNS/config.json`` (its engine included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gps_env.bench import SELECTORS, build_env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("docs/results/h2h"))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--selectors", nargs="+", default=["gps", "gps-c4"], choices=list(SELECTORS))
+    args = parser.parse_args()
+    env = build_env(json.loads((args.runs / "config.json").read_text()))
+    for name in args.selectors:
+        lines = (args.runs / "runs" / f"{name}-seed0.jsonl").read_text().splitlines()
+        records = [r for r in map(json.loads, lines) if r["type"] == "step"][: args.steps]
+        agent = SELECTORS[name](env, 0)
+        obs, _ = env.reset(seed=0)
+        same = 0
+        for record in records:
+            obs, esr, _, _, info = env.step(agent.act(obs))
+            now = (esr, info.get("mean_reward"), info.get("spearman"))
+            same += now == (record["esr"], record["mean_reward"], record["spearman"])
+        print(f"{name}: {same}/{len(records)} steps identical")
+
+
+if __name__ == "__main__":
+    main()
