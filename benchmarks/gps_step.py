@@ -9,9 +9,9 @@ synthetic (random successes), so the benchmark times the agent alone, without an
 and its parts (the greedy as the agent runs it: through the screen, numpy's BLAS on one thread), the peak
 memory the step adds, ``agent.act`` over the whole pool and over 4B candidates, each with numpy's BLAS on one
 thread (the agent's setting) and unrestricted, the pool mat-vec the unscreened greedy repeats once per pick
-(one and two BLAS threads), the prediction in row chunks against one pass, the greedy selection through the
-bfloat16 screen against the unscreened greedy and a straightforward implementation in the same run (same
-batches checked), and how the step time scales with N.
+(one and two BLAS threads), the prediction in row chunks through reused buffers against fresh tensors per op
+and one pass, the greedy selection through the bfloat16 screen against the unscreened greedy and a
+straightforward implementation in the same run (same batches checked), and how the step time scales with N.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 from threadpoolctl import threadpool_limits
 
 from gps_env.agents import GPS
@@ -120,6 +121,17 @@ def time_steps(n: int, b: int, d: int, k: int, repeats: int) -> dict[str, float]
     return out
 
 
+@torch.no_grad()
+def predict_fresh_tensors(model: ppm.PPM, embeddings: torch.Tensor, history: tuple[torch.Tensor, torch.Tensor],
+                          generator: torch.Generator) -> torch.Tensor:
+    """The prediction as it ran before the buffers: the decoder's forward pass chunk by chunk, each op
+    allocating its own output (same draws, same chunks)."""
+    prior = model.prior(history)
+    eps = torch.randn((model.config.samples, model.config.latent), generator=generator)
+    z = prior.loc + prior.scale * eps
+    return torch.cat([torch.sigmoid(model.logits(rows, z)).mean(0) for rows in embeddings.split(ppm.PREDICT_CHUNK)])
+
+
 def naive_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous: np.ndarray) -> np.ndarray:
     """The straightforward greedy: every pick recomputes each candidate's distances to all picks, O(N·|S|·d)."""
     modular = u / b + lam * (1.0 - e @ e[previous].T).sum(axis=1) / (b * len(previous))
@@ -176,17 +188,26 @@ def main() -> None:
     for step in range(1, 3):
         agent.observe(obs_for(rng.choice(args.n, args.batch_size, replace=False), rng, args.n, args.k, step))
     chunk = ppm.PREDICT_CHUNK
-    timings = {}
-    for label, size in ((f"chunks of {chunk} rows", chunk), ("one pass", args.n)):
+    timings, outputs = {}, {}
+    variants = ((f"chunks of {chunk} rows through reused buffers (the agent)", chunk, ppm.PPM.predict),
+                (f"chunks of {chunk} rows, fresh tensors per op", chunk, predict_fresh_tensors),
+                ("one pass through buffers", args.n, ppm.PPM.predict))
+    for label, size, predict in variants:
         ppm.PREDICT_CHUNK = size
-        agent.predict_success()
+        state = agent.generator.get_state()
+        context = agent._context(agent.history[-1])
+        outputs[label] = predict(agent.model, agent._e, context, agent.generator)
         t0 = time.perf_counter()
         for _ in range(5):
-            agent.predict_success()
+            predict(agent.model, agent._e, context, agent.generator)
         timings[label] = (time.perf_counter() - t0) / 5
+        agent.generator.set_state(state)
     ppm.PREDICT_CHUNK = chunk
-    (a, ta), (b, tb) = timings.items()
-    print(f"\nPPM prediction of the whole pool: {a} {ta:.3f} s, {b} {tb:.3f} s ({tb / ta:.1f}x)")
+    (a, ta), (b, tb), (c, tc) = timings.items()
+    same = torch.equal(outputs[a], outputs[b])
+    print(f"\nPPM prediction of the whole pool, alone (in the agent's loop: benchmarks/predict_memory.py): {a} "
+          f"{ta:.3f} s; {b} {tb:.3f} s ({tb / ta:.1f}x, {'bit-identical' if same else 'DIFFERENT'}); {c} {tc:.3f} s "
+          f"({tc / ta:.1f}x)")
 
     agent, rng = make_agent(args.n, args.batch_size, args.dim, args.k, seed=1)
     u = utility(rng.random(args.n))

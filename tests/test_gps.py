@@ -9,6 +9,7 @@ from conftest import ENV_DEFAULTS
 
 from gps_env.agents import GPS
 from gps_env.models import PPM, PPMConfig
+from gps_env.models import ppm as ppm_module
 from gps_env.pool import PromptPool
 from gps_env.selectors import greedy_diverse, spearman, utility
 from gps_env.tasks import AdditionTask
@@ -56,6 +57,24 @@ def test_ppm_prediction_is_seeded_and_first_step_uses_the_standard_normal_prior(
     a = model.predict(e, None, torch.Generator().manual_seed(3))
     b = model.predict(e, None, torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("rows", [37, 300])
+def test_ppm_prediction_in_chunks_is_the_decoders_mean_probability_bit_for_bit(monkeypatch, rows):
+    """predict() runs the decoder through reused buffers, chunk by chunk: the result must be exactly the
+    decoder's own forward pass over the same chunks with the same latent draws (a short last chunk too)."""
+    rng = np.random.default_rng(4)
+    model = PPM(16, PPMConfig(hidden=32, latent=4, samples=3))
+    e = torch.from_numpy(unit_rows(rng, rows, 16))
+    history = (e[:8], torch.from_numpy(rng.random(8).astype(np.float32)))
+    monkeypatch.setattr(ppm_module, "PREDICT_CHUNK", 16)
+    got = model.predict(e, history, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        prior = model.prior(history)
+        eps = torch.randn((3, 4), generator=torch.Generator().manual_seed(5))
+        z = prior.loc + prior.scale * eps
+        want = torch.cat([torch.sigmoid(model.logits(rows, z)).mean(0) for rows in e.split(16)])
+    assert torch.equal(got, want)
 
 
 def test_ppm_config_validation():
