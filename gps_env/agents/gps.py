@@ -131,9 +131,10 @@ class GPS(SelectorAgent):
         history_batches = torch.from_numpy(np.stack([(h or pair)[0] for h, pair in pairs]))
         history_success = torch.from_numpy(np.stack([(h or pair)[1] for h, pair in pairs])).float()
         history = (self._e[history_batches], history_success)
+        embeddings = self._e[batches]
         self.model.train()
         for _ in range(self.ppm_config.updates):
-            loss, parts = self.model.negative_elbo(self._e[batches], successes, k, history, self.generator,
+            loss, parts = self.model.negative_elbo(embeddings, successes, k, history, self.generator,
                                                    has_history=has_history)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
