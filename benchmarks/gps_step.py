@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from predict_memory import predict_fresh_tensors  # benchmarks/: the prediction as it ran before the buffers
 from threadpoolctl import threadpool_limits
 
 from gps_env.agents import GPS
@@ -119,17 +120,6 @@ def time_steps(n: int, b: int, d: int, k: int, repeats: int) -> dict[str, float]
     out = {key: float(np.median(v)) for key, v in parts.items()}
     out["peak_mib"] = peak_rss_mib() - base
     return out
-
-
-@torch.no_grad()
-def predict_fresh_tensors(model: ppm.PPM, embeddings: torch.Tensor, history: tuple[torch.Tensor, torch.Tensor],
-                          generator: torch.Generator) -> torch.Tensor:
-    """The prediction as it ran before the buffers: the decoder's forward pass chunk by chunk, each op
-    allocating its own output (same draws, same chunks)."""
-    prior = model.prior(history)
-    eps = torch.randn((model.config.samples, model.config.latent), generator=generator)
-    z = prior.loc + prior.scale * eps
-    return torch.cat([torch.sigmoid(model.logits(rows, z)).mean(0) for rows in embeddings.split(ppm.PREDICT_CHUNK)])
 
 
 def naive_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous: np.ndarray) -> np.ndarray:
