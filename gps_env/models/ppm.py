@@ -182,9 +182,9 @@ class PPM(nn.Module):
         projected, pre, post, logit = scratch.views(n)
         torch.addmm(first.bias, rows, first.weight.t(), out=projected)  # what nn.Linear runs for 2-D input
         torch.add(projected.unsqueeze(0), latent, out=pre)
-        torch._C._nn.gelu_(pre)
+        torch.ops.aten.gelu_(pre)
         torch.addmm(second.bias, pre.view(samples * n, hidden), second.weight.t(), out=post)
-        torch._C._nn.gelu_(post)
+        torch.ops.aten.gelu_(post)
         torch.addmm(last.bias, post, last.weight.t(), out=logit)
         return torch.sigmoid(logit.view(samples, n)).mean(0)
 
