@@ -164,10 +164,10 @@ class PPM(nn.Module):
         prior = self.prior(history)
         eps = torch.randn((self.config.samples, self.config.latent), generator=generator)
         latent = self.decode_z(prior.loc + prior.scale * eps).unsqueeze(1)
-        # In chunks of rows, through buffers allocated once: the activations are 4 MiB per chunk, so fresh
-        # tensors for each op would page-fault their memory in again every chunk (benchmarks/gps_step.py).
-        # Bit-identical to sigmoid(logits(rows, z)).mean(0) chunk by chunk: the same ops on the same operands
-        # (tests/test_gps.py).
+        # In chunks of rows (the activations stay in cache), through buffers allocated once per call: fresh
+        # 4 MiB tensors for each op are handed back to the OS between agent steps and page-faulted in again
+        # (benchmarks/predict_memory.py). Bit-identical to sigmoid(logits(rows, z)).mean(0) chunk by chunk:
+        # the same ops on the same operands (tests/test_gps.py).
         out = torch.empty(embeddings.shape[0])
         scratch = _DecoderScratch(min(PREDICT_CHUNK, embeddings.shape[0]), self.config)
         for start in range(0, embeddings.shape[0], PREDICT_CHUNK):
