@@ -182,10 +182,10 @@ def main() -> None:
     variants = ((f"chunks of {chunk} rows through reused buffers (the agent)", chunk, ppm.PPM.predict),
                 (f"chunks of {chunk} rows, fresh tensors per op", chunk, predict_fresh_tensors),
                 ("one pass through buffers", args.n, ppm.PPM.predict))
+    context = agent._context(agent.history[-1])
     for label, size, predict in variants:
         ppm.PREDICT_CHUNK = size
         state = agent.generator.get_state()
-        context = agent._context(agent.history[-1])
         outputs[label] = predict(agent.model, agent._e, context, agent.generator)
         t0 = time.perf_counter()
         for _ in range(5):

@@ -34,9 +34,7 @@ def predict_fresh_tensors(model: ppm.PPM, embeddings: torch.Tensor, history: tup
                           generator: torch.Generator) -> torch.Tensor:
     """The prediction as it ran before the buffers: the decoder's forward pass chunk by chunk, each op
     allocating its own output (same draws, same chunks)."""
-    prior = model.prior(history)
-    eps = torch.randn((model.config.samples, model.config.latent), generator=generator)
-    z = prior.loc + prior.scale * eps
+    z = model.sample_prior(history, generator)
     return torch.cat([torch.sigmoid(model.logits(rows, z)).mean(0) for rows in embeddings.split(ppm.PREDICT_CHUNK)])
 
 

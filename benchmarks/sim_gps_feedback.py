@@ -49,8 +49,10 @@ def run(name: str, n: int, steps: int, seed: int, window: int) -> dict[str, np.n
             p = env.success_probability()
             batch_p.append(float(p[prompts].mean()))
             true.append(float(p.mean()))
-            if isinstance(agent, GPS):
+            if isinstance(agent, GPS):  # the probe draws latents: put the agent's generator back after it
+                state = agent.generator.get_state()
                 gamma = agent.predict_success()
+                agent.generator.set_state(state)
                 believed.append(float(gamma.mean()))
                 spread.append(float(gamma.std()))
     windows = np.asarray(esr).reshape(-1, window).mean(axis=1)
@@ -76,7 +78,10 @@ def main() -> None:
     for name in args.agents:
         runs = [run(name, args.n, args.steps, seed, args.window) for seed in args.seeds]
         mean = {key: np.mean([r[key] for r in runs], axis=0) for key in runs[0]}
-        fmt = lambda values: " ".join(f"{v:5.2f}" for v in values)  # noqa: E731
+
+        def fmt(values: np.ndarray) -> str:
+            return " ".join(f"{v:5.2f}" for v in values)
+
         print(f"\n{name}  (final held-out accuracy {mean['accuracy']:.3f}; {mean['distinct']:.0f} distinct prompts "
               f"picked of {args.n})")
         print(f"  ESR                   {fmt(mean['esr'])}")

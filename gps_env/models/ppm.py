@@ -151,6 +151,13 @@ class PPM(nn.Module):
             hidden = hidden + self.decode_z(z).unsqueeze(1)
         return self.decode_rest(hidden).squeeze(-1)
 
+    def sample_prior(self, history: tuple[torch.Tensor, torch.Tensor] | None, generator: torch.Generator
+                     ) -> torch.Tensor:
+        """The M latent draws z_m ~ p_η(z | H) of one prediction, shape (M, latent)."""
+        prior = self.prior(history)
+        eps = torch.randn((self.config.samples, self.config.latent), generator=generator)
+        return prior.loc + prior.scale * eps
+
     @torch.no_grad()
     def predict(
         self,
@@ -161,9 +168,7 @@ class PPM(nn.Module):
         """γ̂ for every row of ``embeddings``: the decoder's success probability averaged over M prior draws."""
         if not self.stochastic:
             return torch.sigmoid(self.logits(embeddings, None)).squeeze(0)
-        prior = self.prior(history)
-        eps = torch.randn((self.config.samples, self.config.latent), generator=generator)
-        latent = self.decode_z(prior.loc + prior.scale * eps).unsqueeze(1)
+        latent = self.decode_z(self.sample_prior(history, generator)).unsqueeze(1)
         # In chunks of rows (the activations stay in cache), through buffers allocated once per call: fresh
         # 4 MiB tensors for each op are handed back to the OS between agent steps and page-faulted in again
         # (benchmarks/predict_memory.py). Bit-identical to sigmoid(logits(rows, z)).mean(0) chunk by chunk:
