@@ -9,7 +9,8 @@ predictions the ELBO update, the greedy and the env run, glibc's allocator hands
 page, each page zeroed by the kernel on first touch. This runs ``--steps`` steps of ``env.step(agent.act(obs))``
 for each variant, each in its own process (the allocator's state is per process), and prints the seconds and
 minor page faults per step of the whole loop and of the prediction alone, the ratio to the buffers, and
-whether the two variants picked the same batches.
+whether the two variants picked the same batches, for ``--repeats`` pairs of runs: how much of the freed
+memory glibc returns, and so the faults, differs from process to process.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40_960)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3, help="pairs of runs (the page faults vary by run)")
     parser.add_argument("--variant", choices=["buffers", "fresh"], help="run one variant here (internal)")
     args = parser.parse_args()
     if args.variant:
@@ -80,20 +82,24 @@ def main() -> None:
         return
     print(f"whole-pool GPS, simulated world, N = {args.n}, B = {args.batch_size}, {args.steps} steps, "
           f"torch threads {torch.get_num_threads()}")
-    results = {}
-    for variant in ("buffers", "fresh"):
-        out = subprocess.run([sys.executable, __file__, "--variant", variant, "--n", str(args.n), "--batch-size",
-                              str(args.batch_size), "--steps", str(args.steps)],
-                             check=True, capture_output=True, text=True).stdout
-        results[variant] = json.loads(out.strip().splitlines()[-1])
-    base = results["buffers"]
-    print(f"{'prediction':>14} {'s/step':>8} {'faults/step':>12} {'predict s':>10} {'predict faults':>15} "
-          f"{'vs buffers':>10}")
-    for variant, r in results.items():
-        print(f"{variant:>14} {r['step_seconds']:>8.4f} {r['step_faults']:>12.0f} {r['predict_seconds']:>10.4f} "
-              f"{r['predict_faults']:>15.0f} {r['step_seconds'] / base['step_seconds']:>9.2f}x")
-    print("same batches:", results["buffers"]["digest"] == results["fresh"]["digest"])
-
+    print(f"{'run':>4} {'prediction':>14} {'s/step':>8} {'faults/step':>12} {'predict s':>10} "
+          f"{'predict faults':>15} {'vs buffers':>10} {'same batches':>12}")
+    ratios = []
+    for repeat in range(1, args.repeats + 1):
+        results = {}
+        for variant in ("buffers", "fresh"):
+            out = subprocess.run([sys.executable, __file__, "--variant", variant, "--n", str(args.n),
+                                  "--batch-size", str(args.batch_size), "--steps", str(args.steps)],
+                                 check=True, capture_output=True, text=True).stdout
+            results[variant] = json.loads(out.strip().splitlines()[-1])
+        base, same = results["buffers"], results["buffers"]["digest"] == results["fresh"]["digest"]
+        for variant, r in results.items():
+            ratio = r["step_seconds"] / base["step_seconds"]
+            print(f"{repeat:>4} {variant:>14} {r['step_seconds']:>8.4f} {r['step_faults']:>12.0f} "
+                  f"{r['predict_seconds']:>10.4f} {r['predict_faults']:>15.0f} {ratio:>9.2f}x {str(same):>12}")
+        ratios.append(results["fresh"]["step_seconds"] / base["step_seconds"])
+    print(f"fresh tensors against buffers, whole step: {min(ratios):.2f}x to {max(ratios):.2f}x, "
+          f"median {float(np.median(ratios)):.2f}x over {args.repeats} run(s)")
 
 if __name__ == "__main__":
     main()
