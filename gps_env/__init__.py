@@ -6,36 +6,54 @@
 
 and ``"gps_env/SimulatedPromptSelection-v0"``, a calibrated item-response model with the same contract for
 selector research at paper scale (docs/simulated.md).
+
+The names below load on first use (PEP 562), so ``import gps_env.simulated``, the contract, the selectors and
+the model-free agents do not import torch.
 """
 
-from gymnasium.envs.registration import register
+from __future__ import annotations
 
-from gps_env.engines import RolloutEngine, Rollouts, SamplingParams, TransformersEngine
-from gps_env.env import PromptBatch, PromptSelectionEnv
-from gps_env.grpo import GRPOConfig, GRPOTrainer
-from gps_env.ledger import RolloutLedger
-from gps_env.policy import PolicyConfig, warm_start
-from gps_env.pool import PromptPool
-from gps_env.simulated import SimConfig, SimulatedPromptSelectionEnv
+import importlib
+from typing import Any
+
+from gymnasium.envs.registration import register
 
 __version__ = "0.1.0"
 
 register(id="gps_env/PromptSelection-v0", entry_point="gps_env.env:PromptSelectionEnv")
 register(id="gps_env/SimulatedPromptSelection-v0", entry_point="gps_env.simulated:SimulatedPromptSelectionEnv")
 
-__all__ = [
-    "GRPOConfig",
-    "GRPOTrainer",
-    "PolicyConfig",
-    "PromptBatch",
-    "PromptPool",
-    "PromptSelectionEnv",
-    "RolloutEngine",
-    "RolloutLedger",
-    "Rollouts",
-    "SamplingParams",
-    "SimConfig",
-    "SimulatedPromptSelectionEnv",
-    "TransformersEngine",
-    "warm_start",
-]
+#: public name -> module that defines it
+_EXPORTS = {
+    "AgentSpec": "gps_env.spec",
+    "GRPOConfig": "gps_env.grpo",
+    "GRPOTrainer": "gps_env.grpo",
+    "PolicyConfig": "gps_env.policy",
+    "PromptBatch": "gps_env.actions",
+    "PromptHistory": "gps_env.history",
+    "PromptPool": "gps_env.pool",
+    "PromptSelectionContract": "gps_env.contract",
+    "PromptSelectionEnv": "gps_env.env",
+    "RolloutEngine": "gps_env.engines",
+    "RolloutLedger": "gps_env.ledger",
+    "Rollouts": "gps_env.engines",
+    "SamplingParams": "gps_env.engines",
+    "SimConfig": "gps_env.simulated",
+    "SimulatedPromptSelectionEnv": "gps_env.simulated",
+    "TransformersEngine": "gps_env.engines",
+    "warm_start": "gps_env.policy",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gps_env' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -41,7 +41,6 @@ saturate. Parameters are in :class:`SimConfig`; its defaults are the calibrated 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
@@ -50,7 +49,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gps_env.env import PromptSelectionBase
+from gps_env.contract import (
+    Evaluation,
+    PromptSelectionContract,
+    Sampled,
+    Update,
+    check_settings,
+)
 
 
 @dataclass(frozen=True)
@@ -199,17 +204,11 @@ def make_world(config: SimConfig, sizes: Sequence[int], seed: int) -> list[SimPo
     return pools
 
 
-class SimulatedPromptSelectionEnv(PromptSelectionBase):
+class SimulatedPromptSelectionEnv(PromptSelectionContract):
     """Prompt selection in a simulated, calibrated item-response world (see the module docstring).
 
-    **Contract**: the same as :class:`~gps_env.env.PromptSelectionEnv`. Action: a ``PromptBatch`` of B distinct
-    indices, or ``{"prompts", "weights"?, "predictions"?}`` (validated by the same ``parse_action``; an
-    invalid action raises ``ValueError`` and changes nothing). Observation: the same Dict (``last_batch``,
-    ``last_rewards``, ``times_selected``, ``rollouts``, ``successes``, ``last_seen``, ``step``,
-    ``rollouts_spent``; fresh arrays). Reward: the effective-sample ratio of the batch. Truncation: after
-    ``max_steps`` steps or ``rollout_budget`` selector rollouts. :meth:`probe` samples k rollouts per prompt,
-    charged as ``"probe"`` and reused (not charged again) if trained on in the next step. The ledger charges
-    rollouts and seconds by the same rules; the world has no tokens, so token counts are 0.
+    **Contract**: :class:`~gps_env.contract.PromptSelectionContract`, written once for both worlds (action,
+    observation, reward, truncation, probes, ledger, checkpoints); the world has no tokens, so token counts are 0.
 
     **Info**: ``step``, ``esr``, ``mean_reward``, ``batch``, ``prompt_success``, ``reused_probes``, ``tokens``
     (zeros), ``grpo`` (``kept_groups``, ``total_groups``, ``signal`` = ḡ, ``step_scale`` = a,
@@ -244,7 +243,7 @@ class SimulatedPromptSelectionEnv(PromptSelectionBase):
         time_in_info: bool = True,
         render_mode: str | None = None,
     ) -> None:
-        self._check_settings(rollouts_per_prompt, max_steps, eval_every, eval_rollouts, rollout_budget, render_mode)
+        check_settings(rollouts_per_prompt, max_steps, eval_every, eval_rollouts, rollout_budget, render_mode)
         for name, value in (("pool_size", pool_size), ("heldout_size", heldout_size)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -266,10 +265,6 @@ class SimulatedPromptSelectionEnv(PromptSelectionBase):
             logit = logit + self._memory[idx]
         return 1.0 / (1.0 + np.exp(-logit))
 
-    def _sample(self, indices: np.ndarray) -> np.ndarray:
-        p = self.success_probability(indices)
-        return (self.np_random.random((indices.size, self.k)) < p[:, None]).astype(np.float64)
-
     def _learn(self, indices: np.ndarray, rewards: np.ndarray, weights: np.ndarray) -> dict[str, float | int]:
         """One GRPO update of the model (module docstring): only groups with mixed outcomes move anything."""
         c = self.config
@@ -289,67 +284,40 @@ class SimulatedPromptSelectionEnv(PromptSelectionBase):
         return {"kept_groups": int(np.count_nonzero(signal)), "total_groups": int(signal.size),
                 "signal": mean_signal, "step_scale": adapt, "plasticity": plastic}
 
-    # ------------------------------------------------------------------ episode control
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """The initial policy (φ = 0, δ = 0), empty history and ledger; evaluate once."""
-        super().reset(seed=seed)
+    # ------------------------------------------------------------------ hooks of the contract
+    def _world_reset(self) -> None:
+        """The initial policy: φ = 0, δ = 0, no step-size history."""
         self._phi = np.zeros(self.config.embedding_dim)
         self._memory = np.zeros(len(self.pool))
         self._v, self._updates, self._learnt = 0.0, 0, 0.0
-        self._reset_history()  # the probe cache holds each probed prompt's rewards
-        return self._reset_result()
 
-    def step(self, action: Any):
-        """Sample the batch's rollouts (reusing probes), one model update, charge, observe."""
-        indices, weights, predictions, timing = self._begin_step(action)
-        reused = np.array([i in self._probe_cache for i in indices.tolist()], dtype=bool)
-        fresh = indices[~reused]
-        rewards = np.empty((self.batch_size, self.k))
-        if reused.any():
-            rewards[reused] = np.stack([self._probe_cache[i] for i in indices[reused].tolist()])
-        with self.ledger.timer("train", "generate"):
-            rewards[~reused] = self._sample(fresh)
-        self.ledger.charge("train", rollouts=fresh.size * self.k)
-        with self.ledger.timer("train", "update"):
-            stats = self._learn(indices, rewards, weights)
-        self._probe_cache.clear()  # probes describe the old policy
-        return self._end_step(indices, rewards, ~reused, predictions, {
-            "reused_probes": int(reused.sum()), "tokens": {"prompt": 0, "completion": 0}, "grpo": stats,
-        }, timing)
+    def _world_sample(self, indices: list[int], purpose: str) -> Sampled:
+        """k Bernoulli(p_τ) rewards per prompt, drawn from ``self.np_random``."""
+        with self.ledger.timer(purpose, "generate"):
+            idx = np.asarray(indices, dtype=np.int64)
+            p = self.success_probability(idx)
+            rewards = (self.np_random.random((idx.size, self.k)) < p[:, None]).astype(np.float64)
+        return Sampled(rewards)
 
-    def probe(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Sample k rollouts for each of ``indices`` under the current policy; return rewards (len, k).
+    def _world_update(self, indices: np.ndarray, rewards: np.ndarray, weights: np.ndarray,
+                      payloads: list[Any]) -> Update:
+        return Update(self._learn(indices, rewards, weights))
 
-        Same rules as ``PromptSelectionEnv.probe``: charged as ``"probe"``, cached until the next update, reused
-        by the next step, and free when probed again before it.
-        """
-        requested, new = self._probe_request(indices)
-        if new:
-            with self.ledger.timer("probe", "generate"):
-                rewards = self._sample(np.asarray(new, dtype=np.int64))
-            self.ledger.charge("probe", rollouts=len(new) * self.k)
-            self._probe_cache.update(zip(new, rewards))
-            self._record_probe(new, rewards)
-        return np.stack([self._probe_cache[i] for i in requested])
-
-    def evaluate(self) -> dict[str, Any]:
-        """Expected held-out success under the current policy (exact: no sampling noise); charged as eval."""
-        if not self._started:
-            raise gym.error.ResetNeeded("call reset() before evaluate()")
+    def _world_evaluate(self) -> Evaluation:
+        """Expected held-out success under the current policy (exact: no sampling noise), charged as
+        ``heldout × eval_rollouts`` rollouts."""
         with self.ledger.timer("eval", "generate"):
             p = self.success_probability(heldout=True)
             family = self.heldout.family
             by_task = {name: float(p[family == f].mean()) for f, name in enumerate(self.heldout.family_names)
                        if np.any(family == f)}
-            self._last_eval = {
-                "step": self._step,
+            metrics = {
                 "accuracy": float(p.mean()),
                 "solved_share": float((p**self.eval_rollouts).mean()),
                 "unsolved_share": float(((1.0 - p) ** self.eval_rollouts).mean()),
                 "by_task": by_task,
             }
-        self.ledger.charge("eval", rollouts=len(self.heldout) * self.eval_rollouts)
-        return copy.deepcopy(self._last_eval)
+        return Evaluation(metrics, rollouts=len(self.heldout) * self.eval_rollouts)
 
     # ------------------------------------------------------------------ checkpointing
     def config_fingerprint(self) -> dict[str, Any]:
@@ -361,23 +329,20 @@ class SimulatedPromptSelectionEnv(PromptSelectionBase):
             "eval_rollouts": self.eval_rollouts,
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed episode needs to continue bit-identically (take it between steps)."""
-        return {
-            **self._episode_state(),
-            "model": {"phi": self._phi.copy(), "memory": self._memory.copy(), "v": self._v,
-                      "updates": self._updates, "learnt": self._learnt},
-        }
+    def _world_state(self) -> dict[str, Any]:
+        return {"model": {"phi": self._phi.copy(), "memory": self._memory.copy(), "v": self._v,
+                          "updates": self._updates, "learnt": self._learnt}}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Continue the episode saved by :meth:`state_dict`; returns its observation.
+    def _world_check_state(self, state: Mapping[str, Any]) -> None:
+        model = state.get("model")
+        if not isinstance(model, Mapping) or set(model) != {"phi", "memory", "v", "updates", "learnt"}:
+            raise ValueError("checkpoint 'model' must hold phi, memory, v, updates and learnt")
+        for key, shape in (("phi", (self.config.embedding_dim,)), ("memory", (len(self.pool),))):
+            if np.shape(model[key]) != shape:
+                raise ValueError(f"checkpoint model {key!r} has shape {np.shape(model[key])}, expected {shape}")
 
-        Raises:
-            ValueError: when the state comes from another world or settings (naming what differs).
-        """
-        self._check_episode_state(state)
+    def _world_load_state(self, state: Mapping[str, Any]) -> None:
         model = state["model"]
         self._phi = np.array(model["phi"], dtype=np.float64)
         self._memory = np.array(model["memory"], dtype=np.float64)
         self._v, self._updates, self._learnt = float(model["v"]), int(model["updates"]), float(model["learnt"])
-        return self._restore_episode(state)

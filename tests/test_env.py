@@ -271,7 +271,7 @@ def snapshot(env):
         "generator": env._generator.get_state().clone(),
         "np_random": env.np_random.bit_generator.state,
         "probe_cache": sorted(env._probe_cache),
-        "step": env._step,
+        "step": env.current_step,
     }
 
 
