@@ -13,7 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from gps_env.bench import SELECTORS, build_env
+from gps_env.agents.registry import SELECTORS
+from gps_env.bench.config import BenchConfig
+from gps_env.bench.runs import build_env
 
 
 def main() -> None:
@@ -22,7 +24,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--selectors", nargs="+", default=["gps", "gps-c4"], choices=list(SELECTORS))
     args = parser.parse_args()
-    env = build_env(json.loads((args.runs / "config.json").read_text()))
+    env = build_env(BenchConfig.from_json((args.runs / "config.json").read_text()))
     for name in args.selectors:
         lines = (args.runs / "runs" / f"{name}-seed0.jsonl").read_text().splitlines()
         records = [r for r in map(json.loads, lines) if r["type"] == "step"][: args.steps]

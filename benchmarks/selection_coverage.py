@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gps_env import PromptSelectionEnv
-from gps_env.bench import SELECTORS
+from gps_env.agents.registry import SELECTORS
 
 
 def main() -> None:

@@ -191,7 +191,7 @@ def fit_learning(base: SimConfig, targets: dict, seeds: list[int], iters: int) -
 # ---------------------------------------------------------------------------------------------- validation
 def validate(config: SimConfig, seeds: list[int]) -> dict[str, dict[str, float]]:
     """The five bench agents to the bench's rollout budget in the sim, beside the embedded head-to-head."""
-    from gps_env.bench import MAIN_SELECTORS, SELECTORS
+    from gps_env.agents.registry import MAIN_SELECTORS, SELECTORS
 
     h2h = json.loads((ROOT / "docs/results/h2h/summary.json").read_text())
     budget = h2h["config"]["budget"]

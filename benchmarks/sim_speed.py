@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from gps_env.bench import MAIN_SELECTORS, SELECTORS
+from gps_env.agents.registry import MAIN_SELECTORS, SELECTORS
 from gps_env.simulated import SimulatedPromptSelectionEnv
 
 TARGET_SECONDS = 60.0

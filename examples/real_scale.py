@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from gps_env.bench import SELECTORS
+from gps_env.agents.registry import SELECTORS
 from gps_env.checkpoint import Checkpointer
 from gps_env.engines import SamplingParams
 from gps_env.env import PromptSelectionEnv

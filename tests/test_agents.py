@@ -95,7 +95,8 @@ def test_agent_accepts_wrapped_env(tiny_policy):
     env = gym.make("gps_env/PromptSelection-v0", policy=tiny_policy, **{**ENV_DEFAULTS, "eval_every": 0})
     try:
         agent = Uniform(env, seed=0)
-        assert agent.env is env.unwrapped and agent.pool_size == N and agent.batch_size == B
+        assert agent.pool_size == N and agent.batch_size == B and agent.spec.k == env.unwrapped.k
+        assert agent.spec.can_probe and agent.spec.embeddings.shape[0] == N  # read through the wrapper
         obs, _ = env.reset(seed=0)
         env.step(agent.act(obs))
     finally:

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from gps_env import bench
-from gps_env.agents import Uniform
+from gps_env.agents import Uniform, registry
+from gps_env.bench import cli, runs, stats
+from gps_env.bench.config import BenchConfig, ConfigError, ConfigMismatch
 
 TINY = ["--steps", "3", "--batch-size", "4", "--k", "4", "--pool-size", "48", "--heldout-size", "16"]
 RUN = [s for s in bench.SELECTORS if s != "ppo"]  # the shipped PPO selector is trained for B = 32 only
@@ -30,23 +32,23 @@ def lines(path):
 
 
 # ---------------------------------------------------------------------------------------------- metrics
-def test_t_quantile():
-    assert bench.t_quantile_975(1) == pytest.approx(12.706)
-    assert bench.t_quantile_975(2) == pytest.approx(4.303)
-    assert bench.t_quantile_975(30) == pytest.approx(2.042)
-    assert bench.t_quantile_975(40) == pytest.approx(2.021, abs=2e-3)
-    assert bench.t_quantile_975(120) == pytest.approx(1.980, abs=2e-3)
-    assert bench.t_quantile_975(10**6) == pytest.approx(1.960, abs=1e-3)
-    qs = [bench.t_quantile_975(df) for df in range(1, 200)]
-    assert all(a > b for a, b in zip(qs, qs[1:]))
+def test_t_interval_is_scipys():
+    from scipy import stats as sps
+
+    xs = [0.1, 0.4, 0.35, 0.2]
+    lo, hi = sps.t.interval(0.95, len(xs) - 1, loc=np.mean(xs), scale=sps.sem(xs))
+    assert stats.t_half_width(xs) == pytest.approx((hi - lo) / 2)
+    for n, table in ((2, 12.706), (3, 4.303), (31, 2.042), (121, 1.980)):  # textbook t_{0.975, n-1}
+        ys = [float(i) for i in range(n)]
+        assert stats.t_half_width(ys) * math.sqrt(n) / np.std(ys, ddof=1) == pytest.approx(table, abs=1e-3)
     with pytest.raises(ValueError):
-        bench.t_quantile_975(0)
+        stats.t_half_width([1.0])
 
 
 def test_mean_ci():
     mean, half = bench.mean_ci([1.0, 2.0, 3.0])
     assert mean == pytest.approx(2.0)
-    assert half == pytest.approx(4.303 * 1.0 / math.sqrt(3))
+    assert half == pytest.approx(4.303 * 1.0 / math.sqrt(3), rel=1e-4)
     assert bench.mean_ci([0.5]) == (0.5, None)
     assert bench.mean_ci([]) == (None, None)
     assert bench.mean_ci([0.3, 0.3])[1] == pytest.approx(0.0)
@@ -92,7 +94,7 @@ def test_summarize_hand_made_curves():
     s = bench.summarize(runs, ["uniform", "ds", "gps", "mopps"])
     u, g, d = s["uniform"], s["gps"], s["ds"]
     assert u["final_accuracy"] == pytest.approx(0.4)
-    assert u["final_accuracy_ci95"] == pytest.approx(12.706 * math.sqrt(2 * 0.02**2) / math.sqrt(2))
+    assert u["final_accuracy_ci95"] == pytest.approx(12.706 * math.sqrt(2 * 0.02**2) / math.sqrt(2), rel=1e-4)
     assert u["rollouts_to_target"] == pytest.approx(300) and u["speedup"] == pytest.approx(1.0)
     assert g["rollouts_to_target"] == pytest.approx(150) and g["speedup"] == pytest.approx(2.0)
     assert g["seconds_to_target"] == pytest.approx(15.0) and g["speedup_seconds"] == pytest.approx(2.0)
@@ -109,7 +111,62 @@ def test_summarize_hand_made_curves():
     assert g["final_by_task"] == pytest.approx({"addition": 0.7, "countdown": 0.35})
     table = bench.markdown_table(s, u["final_accuracy"])
     assert "| gps | 0.700 | 0.350 |" in table and "final countdown" in table
-    assert "| gps | 2 |" in table and "not reached" in table and "2.00x" in table and "| mopps | 0 | failed" in table
+    assert "| gps | 2 |" in table and "not reached" in table and "2.00x" in table and "| mopps | 0 | not run |" in table
+    assert "| mopps | 0 | failed |" in bench.markdown_table(s, u["final_accuracy"], failed={"mopps"})
+
+
+def test_paired_verdicts_against_uniform():
+    base = [0.1, 0.2, 0.3]
+    one = bench.summarize([fake_run("uniform", 0, base + [0.40]), fake_run("gps", 0, base + [0.60])],
+                          ["uniform", "gps"])
+    assert one["gps"]["paired_diff"] == pytest.approx(0.2) and one["gps"]["paired_diff_ci95"] is None
+    assert one["gps"]["verdict"] == "one seed: no ranking" and one["gps"]["paired_seeds"] == [0]
+    assert one["uniform"]["verdict"] == "baseline" and one["uniform"]["paired_diff"] is None
+    table = bench.markdown_table(one, 0.4)
+    assert "| +0.200 | one seed: no ranking |" in table
+    assert "does not rank selectors" in table and "--full" in table and "one machine" in table
+
+    finals = {0: 0.40, 1: 0.45, 2: 0.38}
+    gaps = {0: 0.10, 1: 0.12, 2: 0.11}
+    runs_ = [fake_run("uniform", k, base + [f]) for k, f in finals.items()]
+    runs_ += [fake_run("mopps", k, base + [f]) for k, f in finals.items()]  # identical curves
+    runs_ += [fake_run("gps", k, base + [f + gaps[k]]) for k, f in finals.items()]
+    runs_ += [fake_run("ds", k, base + [f - gaps[k]]) for k, f in finals.items()]
+    runs_ += [fake_run("pairing", k, base + [finals[k] + d]) for k, d in ((0, 0.05), (1, -0.05), (2, 0.01))]
+    runs_ += [fake_run("gps-c4", k, base + [finals.get(k, 0.5) + 0.1]) for k in (1, 2, 7)]  # seed 7: uniform has none
+    s = bench.summarize(runs_, ["uniform", "ds", "mopps", "pairing", "gps", "gps-c4"])
+    assert s["mopps"]["paired_diff"] == 0 and s["mopps"]["paired_diff_ci95"] == 0
+    assert s["mopps"]["verdict"] == "inside the noise"
+    assert s["pairing"]["verdict"] == "inside the noise"
+    assert s["gps"]["verdict"] == "ahead" and s["ds"]["verdict"] == "behind"
+    assert s["gps"]["paired_diff"] == pytest.approx(0.11) and s["gps"]["paired_seeds"] == [0, 1, 2]
+    assert s["gps"]["paired_diff_ci95"] == pytest.approx(4.303 * 0.01 / math.sqrt(3), rel=1e-3)
+    assert s["gps-c4"]["paired_seeds"] == [1, 2] and s["gps-c4"]["verdict"] == "ahead"
+    table = bench.markdown_table(s, s["uniform"]["final_accuracy"])
+    assert "| gps | 3 |" in table and "| +0.110 ± 0.025 | ahead |" in table and "| behind |" in table
+    assert "does not rank selectors" not in table
+    no_base = bench.summarize([fake_run("gps", 0, base + [0.6])], ["uniform", "gps"])
+    assert no_base["gps"]["verdict"] is None and no_base["uniform"] == {"runs": 0, "seeds": []}
+
+
+def test_a_selector_never_run_is_not_run_and_one_with_an_error_file_failed(tmp_path):
+    out = tmp_path / "o"
+    (out / "runs").mkdir(parents=True)
+    config = BenchConfig.create(["uniform", "mopps", "gps", "ds"], [0, 1], 3, batch_size=4, k=4, pool_size=48)
+    (out / "runs" / "mopps-seed1.error.json").write_text(json.dumps(
+        {"run": "mopps-seed1", "selector": "mopps", "seed": 1, "error": "RuntimeError: boom"}))
+    (out / "runs" / "gps-seed0.error.json").write_text("{not json")  # still names its selector and seed
+    (out / "runs" / "ds-seed5.error.json").write_text(json.dumps(
+        {"run": "ds-seed5", "selector": "ds", "seed": 5, "error": "old"}))  # not a seed of this config
+    errors = runs.load_errors(out)
+    assert {(e["selector"], e["seed"]) for e in errors} == {("mopps", 1), ("gps", 0), ("ds", 5)}
+    summary = bench.summarize([fake_run("uniform", 0, [0.1, 0.2, 0.3, 0.4])], config.selectors)
+    table = bench.write_summary(out, config, summary, errors)
+    assert "| mopps | 0 | failed |" in table and "| gps | 0 | failed |" in table
+    assert "| ds | 0 | not run |" in table and "| uniform | 1 |" in table
+    assert all(row.count("|") == 14 for row in table.splitlines()[:6])
+    assert (out / "summary.md").read_text() == table
+    assert (out / "summary.csv").read_text().splitlines()[0].split(",") == bench.COLUMNS
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -164,8 +221,8 @@ def test_resume_recomputes_only_missing_or_partial_runs(finished, tmp_path, monk
     partial.write_text("\n".join(partial.read_text().splitlines()[:-1]) + "\n")  # drop the end line
     kept = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.jsonl") if p != partial}
     calls = []
-    real = bench.run_one
-    monkeypatch.setattr(bench, "run_one", lambda env, s, seed, *a: calls.append((s, seed)) or real(env, s, seed, *a))
+    real = runs.run_one
+    monkeypatch.setattr(runs, "run_one", lambda env, s, seed, *a: calls.append((s, seed)) or real(env, s, seed, *a))
     assert bench.main(args(out, tiny_policy)) == 0
     assert sorted(calls) == [("ds", 0), ("mopps", 1)]
     assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.jsonl") if p.name in kept} == kept
@@ -193,7 +250,7 @@ def test_engine_is_part_of_the_configuration(finished, tmp_path, capsys, monkeyp
     assert config["engine"] == "transformers"  # the tiny policy's head size: transformers even where vLLM is
     del config["engine"]
     (out / "config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(bench, "run_one", lambda *a: pytest.fail("nothing should run"))
+    monkeypatch.setattr(runs, "run_one", lambda *a: pytest.fail("nothing should run"))
     assert bench.main(args(out, tiny_policy, extra=["--engine", "transformers"])) == 0
     assert json.loads((out / "config.json").read_text())["engine"] == "transformers"
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
@@ -206,7 +263,7 @@ def test_engine_is_part_of_the_configuration(finished, tmp_path, capsys, monkeyp
 def test_selectors_and_seeds_may_be_added_never_dropped(finished, tmp_path, monkeypatch, tiny_policy):
     out = copy_of(finished, tmp_path)
     calls = []
-    monkeypatch.setattr(bench, "run_one", lambda *a: calls.append(a[1:3]))
+    monkeypatch.setattr(runs, "run_one", lambda *a: calls.append(a[1:3]))
     assert bench.main(args(out, tiny_policy, selectors="uniform,gps", seeds="1")) == 0
     assert calls == []  # a subset of finished runs: nothing to run
     config = json.loads((out / "config.json").read_text())
@@ -219,11 +276,11 @@ def test_selectors_and_seeds_may_be_added_never_dropped(finished, tmp_path, monk
 
 
 def test_full_preset(tmp_path, capsys):
-    parser = bench._parser()
-    config = bench._config(parser.parse_args(["bench", "--out", "x", "--full"]), parser)
-    assert config["seeds"] == [0, 1, 2] and config["steps"] == 300 and config["budget"] == 300 * 32 * 8
-    small = bench._config(parser.parse_args(["bench", "--out", "x"]), parser)
-    assert small["selectors"] == list(bench.MAIN_SELECTORS) and small["steps"] == bench.SMALL["steps"]
+    parser = cli._parser()
+    config = cli.config_from_args(parser.parse_args(["bench", "--out", "x", "--full"]), parser)
+    assert config.seeds == (0, 1, 2) and config.steps == 300 and config.budget == 300 * 32 * 8
+    small = cli.config_from_args(parser.parse_args(["bench", "--out", "x"]), parser)
+    assert small.selectors == bench.MAIN_SELECTORS and small.steps == bench.SMALL["steps"]
     with pytest.raises(SystemExit):
         bench.main(["bench", "--out", str(tmp_path / "o"), "--full", "--steps", "5"])
     assert "--full" in capsys.readouterr().err and not (tmp_path / "o").exists()
@@ -305,3 +362,95 @@ def test_shipped_ppo_selector_refuses_another_batch_size(tmp_path, tiny_policy):
     error = json.loads((out / "runs" / "ppo-seed0.error.json").read_text())
     assert "shape" in error["error"] and "B=4" in error["error"]
     assert bench.read_run(out / "runs" / "uniform-seed0.jsonl") is not None
+
+
+# ---------------------------------------------------------------------------------------------- registry
+def test_registry_builds_every_selector():
+    from gps_env.agents import GPS, Pairing, SelectorAgent
+    from gps_env.simulated import SimulatedPromptSelectionEnv
+
+    assert bench.SELECTORS is registry.SELECTORS  # one dict: patching it changes what the bench runs
+    env = SimulatedPromptSelectionEnv(pool_size=300, heldout_size=20, batch_size=8)
+    agents = {name: registry.SELECTORS[name](env, 3) for name in registry.SELECTORS if name != "ppo"}
+    for name, agent in agents.items():
+        assert isinstance(agent, SelectorAgent), name
+        obs, _ = env.reset(seed=0)
+        for _ in range(2):  # choose, learn from the step, choose again
+            obs, *_ = env.step(agent.act(obs))
+        assert int(obs["step"][0]) == 2, name
+    assert isinstance(agents["pairing"], Pairing) and agents["pairing"].refresh_every == 25
+    assert agents["pairing-fixed"].refresh_every is None
+    assert isinstance(agents["gps-c4"], GPS) and agents["gps-c4"].candidates == 4
+    assert agents["gps"].candidates is None and agents["gps"].lam == 0.5 and agents["gps"].inter_step
+    assert agents["gps-lam0"].lam == 0.0 and agents["gps-nointer"].inter_step is False
+    assert agents["gps-nolatent"].ppm_config.latent_mode == "none"
+    assert agents["gps"].ppm_config.latent_mode != "none"
+    assert registry.MAIN_SELECTORS == ("uniform", "ds", "mopps", "pairing", "gps")
+    assert {n for n, e in registry.SELECTORS.items() if e.probes} == {"ds", "pairing", "pairing-fixed"}
+    assert all(e.summary for e in registry.SELECTORS.values())
+    assert registry.SELECTORS["ppo"].target == "gps_env.agents.learned:pretrained"
+
+
+def test_build_selector_names_classes_paths_and_callables():
+    from gps_env.agents import GPS, MoPPS, Uniform
+    from gps_env.simulated import SimulatedPromptSelectionEnv
+
+    env = SimulatedPromptSelectionEnv(pool_size=300, heldout_size=20, batch_size=8)
+    assert isinstance(registry.build_selector("mopps", env, seed=1), MoPPS)
+    assert isinstance(registry.build_selector("MoPPS", env), MoPPS)
+    assert isinstance(registry.build_selector("gps_env.agents.uniform:Uniform", env), Uniform)
+    assert isinstance(registry.build_selector(Uniform, env, seed=2), Uniform)
+    agent = registry.build_selector("gps-c4", env, kwargs={"lam": 0.0})  # over the entry's settings
+    assert isinstance(agent, GPS) and agent.candidates == 4 and agent.lam == 0.0
+    assert registry.build_selector("gps-c4", env, kwargs={"candidates": 2}).candidates == 2
+    with pytest.raises(ValueError, match="unknown selector") as exc:
+        registry.build_selector("nope", env)
+    assert all(name in str(exc.value) for name in [*registry.SELECTORS, "GPS", "MoPPS", "module:name"])
+    entry = registry.SELECTORS["gps-nolatent"]
+    with pytest.raises(AttributeError):
+        entry.kwargs = {}  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        entry.kwargs["ppm"]["latent_mode"] = "full"  # type: ignore[index]
+    assert entry.describe() == "GPS(ppm={'latent_mode': 'none'})"
+
+
+# ---------------------------------------------------------------------------------------------- config
+def test_config_reads_the_shipped_directory_and_legacy_ones(tmp_path):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "results" / "h2h" / "config.json"
+    text = path.read_text()
+    config = BenchConfig.from_json(text)
+    assert config.to_json() == text  # the same file, byte for byte
+    assert config.selectors[0] == "uniform" and config.seeds == (0, 1, 2) and config.engine == "transformers"
+    legacy = json.loads(text)
+    del legacy["engine"]
+    assert BenchConfig.from_dict(legacy).engine == bench.LEGACY_ENGINE == "transformers"
+    for key, value in (("k", 0), ("seeds", []), ("batch_size", 5000), ("steps", "3")):
+        with pytest.raises(ConfigError) as exc:
+            BenchConfig.from_dict({**legacy, key: value})
+        assert exc.value.field == key and key in str(exc.value)
+    with pytest.raises(ConfigError, match="surprise"):
+        BenchConfig.from_dict({**legacy, "surprise": 1})
+    with pytest.raises(ConfigError, match="missing key.*budget"):
+        BenchConfig.from_dict({k: v for k, v in legacy.items() if k != "budget"})
+    with pytest.raises(ConfigError, match="JSON"):
+        BenchConfig.from_json("{")
+
+
+def test_config_grows_by_selectors_and_seeds_only():
+    a = BenchConfig.create(["gps"], [0], 3, batch_size=4, k=4, pool_size=48)
+    assert a.selectors == ("uniform", "gps") and a.budget == 48 and a.eval_every_rollouts == 16
+    grown = a.grown(BenchConfig.create(["mopps", "gps"], [2, 0], 3, batch_size=4, k=4, pool_size=48))
+    assert grown.selectors == ("uniform", "gps", "mopps") and grown.seeds == (0, 2)
+    with pytest.raises(ConfigMismatch) as exc:
+        a.grown(BenchConfig.create(["gps"], [0], 3, batch_size=4, k=2, pool_size=48, engine="vllm"))
+    assert exc.value.keys == ["budget", "engine", "eval_every_rollouts", "k"]
+    with pytest.raises(ConfigError, match="unknown selector.*nope.*valid: uniform"):
+        BenchConfig.create(["nope"], [0], 3, known_selectors=registry.SELECTORS)
+
+
+def test_cli_engine_choices_are_the_engines():
+    from gps_env.engines import ENGINE_NAMES
+
+    assert tuple(cli.ENGINE_CHOICES) == tuple(ENGINE_NAMES)

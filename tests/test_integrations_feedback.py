@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 
 from gps_env.agents import GPS, MoPPS
-from gps_env.integrations import FeedbackLoop, FeedbackPool, FeedbackView, make_agent
+from gps_env.agents.registry import build_selector
+from gps_env.integrations import FeedbackLoop, trainer_spec
+from gps_env.spec import AgentSpec
 
 N, B, K = 10, 2, 3
 
 
-def view() -> FeedbackView:
+def view() -> AgentSpec:
     embeddings = np.eye(N, 4, dtype=np.float32) + 0.1
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-    return FeedbackView(FeedbackPool([f"{i}+1=" for i in range(N)], embeddings=embeddings), B, K, "test")
+    return trainer_spec([f"{i}+1=" for i in range(N)], B, K, "test", embeddings=embeddings)
 
 
 def rollouts(batch: np.ndarray, successes: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -26,7 +28,7 @@ def rollouts(batch: np.ndarray, successes: dict[int, int]) -> tuple[np.ndarray, 
 
 def test_steps_become_the_envs_observation_and_the_agent_learns_each_once():
     v = view()
-    loop = FeedbackLoop(make_agent("MoPPS", v, seed=0), v)
+    loop = FeedbackLoop(build_selector("MoPPS", v, seed=0))
     first = loop.next_batch()
     loop.record(*rollouts(first, {int(first[0]): 3, int(first[1]): 1}))
     second = loop.next_batch()
@@ -49,7 +51,7 @@ def test_steps_become_the_envs_observation_and_the_agent_learns_each_once():
 
 def test_gps_reads_the_views_embeddings():
     v = view()
-    loop = FeedbackLoop(make_agent(GPS, v, seed=1, kwargs={"lam": 0.3}), v)
+    loop = FeedbackLoop(build_selector(GPS, v, seed=1, kwargs={"lam": 0.3}))
     batch = loop.next_batch()
     loop.record(*rollouts(batch, dict.fromkeys(batch.tolist(), 2)))
     loop.next_batch()
@@ -58,16 +60,16 @@ def test_gps_reads_the_views_embeddings():
 
 def test_bad_steps_and_agents_are_refused():
     v = view()
-    loop = FeedbackLoop(make_agent("Uniform", v), v)
+    loop = FeedbackLoop(build_selector("Uniform", v))
     batch = loop.next_batch()
     idx, rewards = rollouts(batch, dict.fromkeys(batch.tolist(), 1))
     with pytest.raises(ValueError, match="2 distinct prompts with 3 rollouts"):
         loop.record(idx[:-1], rewards[:-1])
     with pytest.raises(ValueError, match="out of range"):
         loop.record(idx + N, rewards)
-    with pytest.raises(ValueError, match="unknown agent"):
-        make_agent("NoSuchAgent", v)
+    with pytest.raises(ValueError, match="unknown selector"):
+        build_selector("NoSuchAgent", v)
     with pytest.raises(NotImplementedError, match="probes"):
-        FeedbackLoop(make_agent("DynamicSampling", v), v).next_batch()
-    with pytest.raises(ValueError, match="built on this FeedbackView"):
-        FeedbackLoop(make_agent("Uniform", view()), v)
+        FeedbackLoop(build_selector("DynamicSampling", v)).next_batch()
+    with pytest.raises(TypeError, match="SelectorAgent"):
+        FeedbackLoop(object())

@@ -75,7 +75,7 @@ def test_agent_chooses_the_prompts_trl_trains_on_and_learns_their_rewards(tiny_p
         np.testing.assert_array_equal(pool_ids, np.repeat(chosen, G))
     # the agent received exactly the rewards TRL computed (all recorded steps, absorbed or pending)
     successes = sum(sum(r > 0.5 for r in rewards) for _, rewards in reward.calls)
-    absorbed = loop.successes.sum()
+    absorbed = loop.history.successes.sum()
     pending = sum(int(s.sum()) for _, s in loop.pending)
     assert absorbed + pending == successes
     assert loop.step + len(loop.pending) == STEPS
@@ -88,8 +88,8 @@ def test_agent_chooses_the_prompts_trl_trains_on_and_learns_their_rewards(tiny_p
     else:  # GPS: trained its predictor on each absorbed step, over WordLlama embeddings of the prompt texts
         assert trainer.agent.steps_seen == loop.step and trainer.agent.embeddings.shape == (N, 256)
     ids = np.arange(N)
-    assert np.all(loop.successes[ids % 3 == 0] == 0)  # never-solved prompts have no successes
-    assert np.all(loop.successes[ids % 3 == 1] == loop.rollouts[ids % 3 == 1])  # always-solved: all
+    assert np.all(loop.history.successes[ids % 3 == 0] == 0)  # never-solved prompts have no successes
+    assert np.all(loop.history.successes[ids % 3 == 1] == loop.history.rollouts[ids % 3 == 1])  # always-solved: all
 
 
 def test_missing_prompt_index_column_is_named(tiny_policy, tmp_path):

@@ -208,7 +208,7 @@ def test_verl09_trainer_fetches_the_agents_prompts_and_learns_from_tensordict_sc
         gv.feed_from_tensordict(trainer.prompt_sampler, data)
     trainer._next_train_batch()
     assert trainer.prompt_sampler.loop.step == 3
-    assert trainer.prompt_sampler.agent.alpha.sum() - N == trainer.prompt_sampler.loop.successes.sum()
+    assert trainer.prompt_sampler.agent.alpha.sum() - N == trainer.prompt_sampler.loop.history.successes.sum()
 
     with pytest.raises(MissingPromptIndexError, match="extra_info.index"):
         gv.feed_from_tensordict(trainer.prompt_sampler, TensorDict({"rm_scores": scores}, batch_size=[ids.size]))

@@ -13,6 +13,7 @@ from gps_env.agents import DynamicSampling, MoPPS, Pairing, Uniform
 from gps_env.grpo import GRPOConfig, GRPOTrainer
 from gps_env.policy import load_policy
 from gps_env.pool import PromptPool
+from gps_env.spec import AgentSpec
 
 B, K, N = ENV_DEFAULTS["batch_size"], ENV_DEFAULTS["rollouts_per_prompt"], ENV_DEFAULTS["pool_size"]
 HISTORY_FREE = [
@@ -137,7 +138,6 @@ def test_mopps_sends_predictions_and_env_reports_spearman(make_env):
 
 def test_dynamic_sampling_keeps_mixed_groups_and_pays_for_every_probe(make_env):
     env = make_env(lenient=True, max_steps=4)
-    agent = DynamicSampling(env, seed=0, max_rounds=0)
     obs, _ = env.reset(seed=0)
     probed_rollouts = []
     original_probe = env.probe
@@ -149,13 +149,13 @@ def test_dynamic_sampling_keeps_mixed_groups_and_pays_for_every_probe(make_env):
         counting_probe.mixed |= set(np.asarray(indices)[(probed_success > 0) & (probed_success < 1)].tolist())
         return rewards
 
+    # the agent sees the env through its spec: give it a spec whose probe counts what it spends
+    agent = DynamicSampling(AgentSpec(env.pool_size, env.batch_size, env.k, probe=counting_probe), seed=0, max_rounds=0)
     for _ in range(3):
         counting_probe.mixed = set()
-        env.probe = counting_probe
         probe_before = env.ledger.rollouts["probe"]
         train_before = env.ledger.rollouts["train"]
         action = agent.act(obs)
-        env.probe = original_probe
         obs, reward, _, _, info = env.step(action)
         assert env.ledger.rollouts["probe"] - probe_before == sum(probed_rollouts[-agent.last_rounds:])
         assert env.ledger.rollouts["train"] == train_before  # every trained group came from a probe

@@ -4,28 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
+
+from gps_env.spec import AgentSpec
 
 
 class SelectorAgent:
     """Base class of selector agents.
 
-    An agent takes the env as its first argument (to read the pool size, batch size and, for predictive
-    agents, the static prompt embeddings), learns from the feedback in each observation inside
-    :meth:`act` (at most once per step: it remembers the last step it learnt from), and picks the next batch.
+    An agent is built on what it may see of the world, an :class:`~gps_env.spec.AgentSpec` (pool size, batch
+    size, k, prompt embeddings on first use, an optional probe): pass the env (wrapped or not; its spec is
+    read once) or a spec built by a trainer integration. It learns from the feedback in each observation
+    inside :meth:`act` (at most once per step: it remembers the last step it learnt from) and picks the next
+    batch.
 
     Subclasses implement :meth:`select` and, if they learn, :meth:`observe`.
     """
 
-    def __init__(self, env: gym.Env, seed: int = 0) -> None:
-        inner = env.unwrapped
-        self.env = inner
-        self.pool_size = len(inner.pool)
-        self.batch_size = inner.batch_size
-        self.k = inner.k
-        if not 1 <= self.batch_size <= self.pool_size:
-            raise ValueError(f"batch_size {self.batch_size} must be in [1, pool size {self.pool_size}]")
+    def __init__(self, env: Any, seed: int = 0) -> None:
+        self.spec = AgentSpec.of(env)
+        self.pool_size = self.spec.pool_size
+        self.batch_size = self.spec.batch_size
+        self.k = self.spec.k
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._learnt_step = 0

@@ -9,6 +9,7 @@ import numpy as np
 
 from gps_env.agents.base import SelectorAgent
 from gps_env.selectors import band_filter, top_nearest_target
+from gps_env.spec import AgentSpec
 
 
 class DynamicSampling(SelectorAgent):
@@ -43,7 +44,7 @@ class DynamicSampling(SelectorAgent):
 
     def __init__(
         self,
-        env: gym.Env,
+        env: gym.Env | AgentSpec,
         seed: int = 0,
         gen_batch_size: int | None = None,
         max_rounds: int = 4,
@@ -82,7 +83,7 @@ class DynamicSampling(SelectorAgent):
                 break
             left = np.flatnonzero(unprobed)
             candidates = self.rng.choice(left, size=min(self.gen_batch_size, left.size), replace=False)
-            rewards = self.env.probe(candidates)
+            rewards = self.spec.probe(candidates)
             unprobed[candidates] = False
             probed.append(candidates)
             rates.append(rewards.mean(axis=1))

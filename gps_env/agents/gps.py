@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -15,6 +16,7 @@ from gps_env.agents.base import SelectorAgent
 from gps_env.agents.screen import BFloat16Screen
 from gps_env.models import PPM, PPMConfig
 from gps_env.selectors import greedy_diverse, utility
+from gps_env.spec import AgentSpec
 
 #: Pools at least this large are screened (``BFloat16Screen``): the same batches, fewer passes over the pool.
 SCREEN_MIN_POOL = 8192
@@ -40,12 +42,13 @@ class GPS(SelectorAgent):
     last batch and ``last_elbo`` the last update's −ELBO parts; ``log`` keeps one record per step.
 
     Args:
-        env: the env (reads the pool's embeddings).
+        env: the env or its :class:`~gps_env.spec.AgentSpec` (reads the prompt embeddings).
         seed: seeds model initialisation, latent draws and tie-breaking.
         lam: λ, weight of diversity (0.5 math-like, 1 logic-like in the paper; default 0.5).
         target: γ* of the utility.
         inter_step: include the distance-to-previous-batch term (ablation: False).
-        ppm: model config; ``PPMConfig(latent_mode="none")`` is the no-latent ablation.
+        ppm: model config, a ``PPMConfig`` or a mapping of its fields (``{"latent_mode": "none"}`` is the
+            no-latent ablation; a mapping suits configs written as YAML, as for verl).
         distance: ``"cosine"`` (default) or ``"chordal"``.
         embeddings: override the pool's WordLlama embeddings (N, d), e.g. for studies at scale.
         candidates: None (the paper: the greedy runs over the whole pool) or a multiple of B: draw that many
@@ -58,12 +61,12 @@ class GPS(SelectorAgent):
 
     def __init__(
         self,
-        env: gym.Env,
+        env: gym.Env | AgentSpec,
         seed: int = 0,
         lam: float = 0.5,
         target: float = 0.5,
         inter_step: bool = True,
-        ppm: PPMConfig | None = None,
+        ppm: PPMConfig | Mapping[str, Any] | None = None,
         distance: str = "cosine",
         embeddings: np.ndarray | None = None,
         candidates: float | None = None,
@@ -78,13 +81,13 @@ class GPS(SelectorAgent):
             raise ValueError(f"target must be in [0, 1], got {target}")
         if distance not in ("cosine", "chordal"):
             raise ValueError(f"distance must be 'cosine' or 'chordal', got {distance!r}")
-        e = np.asarray(self.env.pool.embeddings if embeddings is None else embeddings, dtype=np.float32)
+        e = np.asarray(self.spec.embeddings if embeddings is None else embeddings, dtype=np.float32)
         if e.ndim != 2 or e.shape[0] != self.pool_size:
             raise ValueError(f"embeddings must have shape ({self.pool_size}, d), got {e.shape}")
         if not np.all(np.isfinite(e)):
             raise ValueError("embeddings contain NaN or inf")
         self.lam, self.target, self.inter_step, self.distance = float(lam), float(target), inter_step, distance
-        self.ppm_config = ppm or PPMConfig()
+        self.ppm_config = PPMConfig(**ppm) if isinstance(ppm, Mapping) else (ppm or PPMConfig())
         self.embeddings = e
         self._e = torch.from_numpy(e)
         self._blas = ThreadpoolController()

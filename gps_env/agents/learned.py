@@ -30,6 +30,7 @@ import numpy as np
 
 from gps_env.agents.base import SelectorAgent
 from gps_env.selectors.features import FEATURE_NAMES, candidate_features, top_scored
+from gps_env.spec import AgentSpec
 
 
 class LearnedSelector(SelectorAgent):
@@ -43,7 +44,7 @@ class LearnedSelector(SelectorAgent):
         candidates: M as a multiple of B; must give the M the policy was trained with.
     """
 
-    def __init__(self, env: gym.Env, policy: Any, seed: int = 0, candidates: float = 4.0) -> None:
+    def __init__(self, env: gym.Env | AgentSpec, policy: Any, seed: int = 0, candidates: float = 4.0) -> None:
         super().__init__(env, seed)
         self.candidates = float(candidates)
         self.window = min(self.pool_size, round(candidates * self.batch_size))
@@ -65,7 +66,7 @@ class LearnedSelector(SelectorAgent):
 PRETRAINED = Path(__file__).with_name("pretrained") / "ppo_selector"
 
 
-def pretrained(env: gym.Env, seed: int = 0) -> LearnedSelector:
+def pretrained(env: gym.Env | AgentSpec, seed: int = 0) -> LearnedSelector:
     """The shipped PPO selector as an agent on ``env`` (needs stable-baselines3)."""
     return LearnedSelector(env, load_policy_file(PRETRAINED), seed=seed, candidates=4.0)
 

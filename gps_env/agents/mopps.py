@@ -9,6 +9,7 @@ import numpy as np
 
 from gps_env.agents.base import SelectorAgent
 from gps_env.selectors import band_filter, distance_to_band, thompson_draws, top_nearest_target
+from gps_env.spec import AgentSpec
 
 
 class MoPPS(SelectorAgent):
@@ -49,7 +50,7 @@ class MoPPS(SelectorAgent):
 
     def __init__(
         self,
-        env: gym.Env,
+        env: gym.Env | AgentSpec,
         seed: int = 0,
         prior: tuple[float, float] = (1.0, 1.0),
         decay: float = 1.0,

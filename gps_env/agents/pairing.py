@@ -9,6 +9,7 @@ import numpy as np
 
 from gps_env.agents.base import SelectorAgent
 from gps_env.selectors import pairing_choice
+from gps_env.spec import AgentSpec
 
 
 class Pairing(SelectorAgent):
@@ -50,7 +51,7 @@ class Pairing(SelectorAgent):
 
     def __init__(
         self,
-        env: gym.Env,
+        env: gym.Env | AgentSpec,
         seed: int = 0,
         c: int = 2,
         lambda_neg: float = 2.0,
@@ -84,7 +85,7 @@ class Pairing(SelectorAgent):
         pool = self.rng.choice(self.pool_size, size=n, replace=False)
         success = np.full(self.pool_size, 0.5)
         if self.source == "probe":
-            success[pool] = self.env.probe(pool).mean(axis=1)
+            success[pool] = self.spec.probe(pool).mean(axis=1)
         else:
             seen = obs["rollouts"] > 0
             success[seen] = obs["successes"][seen] / obs["rollouts"][seen]

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from gps_env.agents.base import SelectorAgent
+from gps_env.spec import AgentSpec
 
 
 class Uniform(SelectorAgent):
@@ -24,7 +25,7 @@ class Uniform(SelectorAgent):
             independently without replacement.
     """
 
-    def __init__(self, env: gym.Env, seed: int = 0, epochs: bool = False) -> None:
+    def __init__(self, env: gym.Env | AgentSpec, seed: int = 0, epochs: bool = False) -> None:
         super().__init__(env, seed)
         self.epochs = epochs
         self._queue = np.empty(0, dtype=np.int64)

@@ -35,14 +35,8 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from gps_env.agents.base import SelectorAgent
-from gps_env.integrations.feedback import (
-    FeedbackLoop,
-    FeedbackPool,
-    FeedbackView,
-    MissingPromptIndexError,
-    make_agent,
-    prompt_text,
-)
+from gps_env.agents.registry import build_selector
+from gps_env.integrations.feedback import FeedbackLoop, MissingPromptIndexError, prompt_text, trainer_spec
 
 try:
     from accelerate.utils import gather_object
@@ -67,7 +61,7 @@ class AgentRepeatSampler(Sampler[int]):
         self.num_chunks = num_chunks
 
     def __len__(self) -> int:
-        return self.num_chunks * self.loop.view.batch_size * self.mini_repeat_count * self.repeat_count
+        return self.num_chunks * self.loop.spec.batch_size * self.mini_repeat_count * self.repeat_count
 
     def __iter__(self) -> Iterator[int]:
         for _ in range(self.num_chunks):
@@ -83,8 +77,9 @@ class AgentGRPOTrainer(GRPOTrainer):
     Takes every ``GRPOTrainer`` argument, plus (keyword-only):
 
     Args:
-        agent: an agent class or factory ``(env, seed=..., **kwargs)``, a name in :mod:`gps_env.agents`, or a
-            ``"package.module:name"`` path.
+        agent: a bench selector name (``"mopps"``, ``"gps-c4"``; :mod:`gps_env.agents.registry`), a class name
+            in :mod:`gps_env.agents` (``"GPS"``), a ``"package.module:name"`` path, or an agent class or factory
+            ``(spec, seed=..., **kwargs)``.
         agent_kwargs: extra arguments of the agent.
         agent_seed: the agent's seed (default ``args.seed``; must be the same on every process).
         index_column: the train dataset's column of distinct integer pool ids.
@@ -112,11 +107,11 @@ class AgentGRPOTrainer(GRPOTrainer):
         self.position = {pid: row for row, pid in enumerate(ids)}
         if len(self.position) != len(ids):
             raise ValueError(f"the {index_column!r} column must hold distinct ids")
-        pool = FeedbackPool([prompt_text(p) for p in dataset["prompt"]], embeddings=embeddings)
-        view = FeedbackView(pool, self.args.generation_batch_size // self.num_generations, self.num_generations,
-                            framework="TRL")
+        spec = trainer_spec([prompt_text(p) for p in dataset["prompt"]],
+                            self.args.generation_batch_size // self.num_generations, self.num_generations, "TRL",
+                            embeddings=embeddings)
         seed = self.args.seed if agent_seed is None else agent_seed
-        self.prompt_loop = FeedbackLoop(make_agent(agent, view, seed=seed, kwargs=agent_kwargs), view,
+        self.prompt_loop = FeedbackLoop(build_selector(agent, spec, seed=seed, kwargs=agent_kwargs),
                                         success_threshold=success_threshold)
 
     @property
@@ -128,7 +123,7 @@ class AgentGRPOTrainer(GRPOTrainer):
         return AgentRepeatSampler(
             self.prompt_loop, mini_repeat_count=self.num_generations,
             repeat_count=self.num_iterations * self.args.steps_per_generation,
-            num_chunks=len(dataset) // self.prompt_loop.view.batch_size,
+            num_chunks=len(dataset) // self.prompt_loop.spec.batch_size,
         )
 
     def _calculate_rewards(self, inputs: list[dict[str, Any]], prompts: list, completions: list,

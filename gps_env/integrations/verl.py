@@ -9,7 +9,7 @@ sampler and, after the update, calls ``sampler.update(batch)`` with the step's :
     data.dataloader_num_workers=0
     data.sampler.class_path=pkg://gps_env.integrations.verl
     data.sampler.class_name=AgentCurriculumSampler
-    +data.sampler.agent=GPS                    # a name in gps_env.agents, or "package.module:factory"
+    +data.sampler.agent=gps                    # a bench selector name, an agent class name, or "pkg.mod:name"
     +data.sampler.rollouts_per_prompt=8        # = actor_rollout_ref.rollout.n
 
 **verl 0.9.x** removed that hook (and ignores ``data.sampler.class_path``). :class:`AgentPPOTrainer` is the
@@ -37,14 +37,8 @@ from typing import Any
 import numpy as np
 
 from gps_env.agents.base import SelectorAgent
-from gps_env.integrations.feedback import (
-    FeedbackLoop,
-    FeedbackPool,
-    FeedbackView,
-    MissingPromptIndexError,
-    make_agent,
-    prompt_text,
-)
+from gps_env.agents.registry import build_selector
+from gps_env.integrations.feedback import FeedbackLoop, MissingPromptIndexError, prompt_text, trainer_spec
 
 try:
     import verl
@@ -121,20 +115,20 @@ class AgentCurriculumSampler(_SamplerBase):
                 raise ValueError(f"data.sampler.embeddings has {len(table)} rows but extra_info.index spans "
                                  f"[{ids.min()}, {ids.max()}]; row i must embed the prompt whose index is i")
             embeddings = table[ids]
-        pool = FeedbackPool(prompts, embeddings=embeddings, embedding_dim=int(cfg.get("embedding_dim", 256)))
         self.batch_size = int(batch_size or data_config.get("gen_batch_size") or data_config.train_batch_size)
-        self.view = FeedbackView(pool, self.batch_size, int(k), framework="verl")
+        self.spec = trainer_spec(prompts, self.batch_size, int(k), "verl", embeddings=embeddings,
+                                 embedding_dim=int(cfg.get("embedding_dim", 256)))
         seed = cfg.get("seed", data_config.get("seed"))
         kwargs = OmegaConf.to_container(cfg["agent_kwargs"]) if cfg.get("agent_kwargs") else {}
-        agent = make_agent(str(cfg["agent"]), self.view, seed=0 if seed is None else int(seed), kwargs=kwargs)
-        self.loop = FeedbackLoop(agent, self.view, success_threshold=float(cfg.get("success_threshold", 0.5)))
+        agent = build_selector(str(cfg["agent"]), self.spec, seed=0 if seed is None else int(seed), kwargs=kwargs)
+        self.loop = FeedbackLoop(agent, success_threshold=float(cfg.get("success_threshold", 0.5)))
 
     @property
     def agent(self) -> SelectorAgent:
         return self.loop.agent
 
     def __len__(self) -> int:
-        return len(self.view.pool) // self.batch_size * self.batch_size
+        return self.spec.pool_size // self.batch_size * self.batch_size
 
     def __iter__(self) -> Iterator[int]:
         for _ in range(len(self) // self.batch_size):
