@@ -2,7 +2,7 @@
 
 The warm start is supervised fine-tuning on problems drawn from the task mix, stopped by a *competence
 target* rather than a step count: SFT on these tasks goes through a sharp phase transition, and RL only
-has something to do if it starts from partial competence (``shared/research/tiny_world.md``). Competence
+has something to do if it starts from partial competence (docs/world.md, "Pool composition"). Competence
 is the mean probability the model assigns to the reference answer, which for tasks with one correct
 answer is exactly its expected sampled accuracy at temperature 1, and costs one forward pass.
 

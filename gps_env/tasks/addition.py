@@ -2,7 +2,8 @@
 
 ``466 + 4578`` with width 5 is the prompt ``66400+87540=`` and the answer ``440500`` (the sum, LSB first,
 padded to width + 1). Fixed width puts output digit i at a fixed offset from input digits i, which a tiny
-RoPE transformer learns in a few hundred supervised steps (``shared/research/tiny_world.md``, round 2).
+RoPE transformer learns in a few hundred supervised steps (reversed digits: Lee et al., 2023, "Teaching
+Arithmetic to Small Transformers", arXiv 2307.03381; the warm start's curve is in docs/world.md).
 
 Difficulty grows with the digit count and the number of carries, both visible in the prompt text, so
 related prompts have related difficulty.
