@@ -28,10 +28,10 @@ from threadpoolctl import threadpool_limits
 
 from gps_env.agents import GPS
 from gps_env.agents.gps import SCREEN_MIN_POOL
-from gps_env.agents.screen import BFloat16Screen
 from gps_env.models import ppm
 from gps_env.selectors import greedy_diverse, utility
-from gps_env.selectors.acquisition import SPECULATE
+from gps_env.selectors.greedy import SPECULATE
+from gps_env.selectors.screen import BFloat16Screen
 
 
 def peak_rss_mib() -> float:

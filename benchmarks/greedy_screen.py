@@ -21,8 +21,8 @@ from threadpoolctl import threadpool_limits
 
 from gps_env.agents import gps as gps_module
 from gps_env.agents.gps import GPS
-from gps_env.agents.screen import BFloat16Screen
 from gps_env.selectors import greedy_diverse
+from gps_env.selectors.screen import BFloat16Screen
 from gps_env.simulated import SimulatedPromptSelectionEnv
 
 

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from gps_env import PromptSelectionEnv
 from gps_env.agents import GPS
-from gps_env.selectors import allocate_samples, spearman
+from gps_env.metrics import spearman
+from gps_env.selectors import allocate_samples
 
 
 def reservoir(env: PromptSelectionEnv, n: int, seed: int) -> np.ndarray:

@@ -8,10 +8,11 @@ import torch
 from conftest import ENV_DEFAULTS
 
 from gps_env.agents import GPS
+from gps_env.metrics import spearman
 from gps_env.models import PPM, PPMConfig
 from gps_env.models import ppm as ppm_module
 from gps_env.pool import PromptPool
-from gps_env.selectors import greedy_diverse, spearman, utility
+from gps_env.selectors import greedy_diverse, utility
 from gps_env.tasks import AdditionTask
 
 B, K, N = ENV_DEFAULTS["batch_size"], ENV_DEFAULTS["rollouts_per_prompt"], ENV_DEFAULTS["pool_size"]

@@ -9,7 +9,8 @@ import torch
 
 from gps_env.agents import LearnedSelector, Uniform
 from gps_env.agents.learned import PRETRAINED, load_policy_file, pretrained, save_policy
-from gps_env.selectors.features import FEATURE_NAMES, candidate_features, top_scored
+from gps_env.selectors import top_scored
+from gps_env.selectors.features import FEATURE_NAMES, candidate_features
 from gps_env.simulated import SimulatedPromptSelectionEnv
 from gps_env.wrappers import CandidateWindow
 

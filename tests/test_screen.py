@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from gps_env.agents import GPS
 from gps_env.agents import gps as gps_module
-from gps_env.agents.screen import BFloat16Screen
 from gps_env.selectors import greedy_diverse, utility
+from gps_env.selectors.screen import BFloat16Screen
 
 seeds = st.integers(0, 2**32 - 1)
 

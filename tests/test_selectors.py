@@ -1,4 +1,5 @@
-"""Properties of the acquisition rules in ``gps_env.selectors``, over random pools (hypothesis)."""
+"""Properties of the selection layer ``gps_env.selectors`` (scores, optimisers, the greedy), over random pools
+(hypothesis)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gps_env.metrics import batch_terms, spearman
 from gps_env.selectors import (
     band_filter,
-    batch_terms,
+    candidate_count,
+    draw_candidates,
     greedy_diverse,
     pairing_choice,
-    spearman,
     thompson_draws,
     top_nearest_target,
     utility,
@@ -197,3 +199,41 @@ def test_spearman_sign_ties_and_constant():
     assert spearman(np.array([0.1, 0.2, 0.3]), np.array([1.0, 0.5, 0.0])) == pytest.approx(-1.0)
     assert spearman(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 0.0, 1.0, 1.0])) == pytest.approx(0.894427, 1e-5)
     assert np.isnan(spearman(np.array([1.0, 2.0]), np.array([0.5, 0.5])))
+
+
+@settings(max_examples=200, deadline=None)
+@given(ratio=st.floats(1.0, 64.0), b=st.integers(1, 64), n=st.integers(1, 2000))
+def test_candidate_count_is_ratio_times_b_within_b_and_the_pool(ratio, b, n):
+    m = candidate_count(ratio, b, n)
+    assert isinstance(m, int) and m == min(n, max(b, round(ratio * b)))
+    assert min(b, n) <= m <= n
+    assert candidate_count(1, b, n) == min(b, n) and candidate_count(10**9, b, n) == n
+
+
+@pytest.mark.parametrize("bad", [0.5, 0, -2, float("nan"), float("inf"), None, "4"])
+def test_candidate_count_rejects_a_bad_ratio_by_name(bad):
+    with pytest.raises(ValueError, match="ratio"):
+        candidate_count(bad, 8, 100)
+    with pytest.raises(ValueError, match="candidates"):
+        draw_candidates(np.random.default_rng(0), 100, 8, bad, name="candidates")
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=seeds, ratio=st.sampled_from([1, 1.0, 1.03, 2.5, 4, 16.0, 3.3, 100.0]), b=st.integers(1, 40),
+       n=st.integers(1, 700))
+def test_draw_candidates_draws_what_the_inline_choices_drew(seed, ratio, b, n):
+    """The same indices and the same RNG stream as each call site's former inline ``rng.choice``."""
+    b = min(b, n)
+    mopps = np.random.default_rng(seed)  # MoPPS, GPS (candidates mode), Pairing
+    drawn = draw_candidates(mopps, n, b, ratio)
+    inline = np.random.default_rng(seed)
+    expected = inline.choice(n, size=int(min(n, max(b, round(ratio * b)))), replace=False)
+    assert drawn.tolist() == expected.tolist() and drawn.dtype == expected.dtype
+    assert mopps.random() == inline.random()
+    learned = np.random.default_rng(seed)  # LearnedSelector, CandidateWindow: no max(b, .) (ratio >= 1)
+    drawn = draw_candidates(learned, n, b, ratio, name="candidates")
+    inline = np.random.default_rng(seed)
+    expected = inline.choice(n, size=min(n, round(ratio * b)), replace=False)
+    assert drawn.tolist() == expected.tolist()
+    assert learned.random() == inline.random()
+    assert np.unique(drawn).size == drawn.size and ((drawn >= 0) & (drawn < n)).all()

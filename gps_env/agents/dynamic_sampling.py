@@ -29,8 +29,8 @@ class DynamicSampling(SelectorAgent):
 
     The env reuses the probe rollouts of the batch for the update, so each rollout is charged once; the
     rollouts of every discarded and surplus group stay on the ledger. This fixes two bugs of the reference
-    code: verl-recipe raises at the cap and MoPPS's copy duplicates groups there
-    (``shared/research/algorithms.md`` §4.2–4.3).
+    code: verl-recipe raises at the cap (recipe ``dapo``, arXiv 2503.14476) and MoPPS's copy
+    (github.com/thu-rllab/MoPPS) duplicates groups there.
 
     Args:
         env: the env (needs its probe API).

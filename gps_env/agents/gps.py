@@ -13,9 +13,9 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from gps_env.agents.base import SelectorAgent
-from gps_env.agents.screen import BFloat16Screen
 from gps_env.models import PPM, PPMConfig
-from gps_env.selectors import greedy_diverse, utility
+from gps_env.selectors import draw_candidates, greedy_diverse, utility
+from gps_env.selectors.screen import BFloat16Screen
 from gps_env.spec import AgentSpec
 
 #: Pools at least this large are screened (``BFloat16Screen``): the same batches, fewer passes over the pool.
@@ -164,8 +164,7 @@ class GPS(SelectorAgent):
         if self.candidates is None:
             gamma = self.predict_success()
         else:  # only the candidates are scored: the same batch as predicting the whole pool, N/|C| cheaper
-            size = int(min(self.pool_size, max(self.batch_size, round(self.candidates * self.batch_size))))
-            pool = self.rng.choice(self.pool_size, size=size, replace=False)
+            pool = draw_candidates(self.rng, self.pool_size, self.batch_size, self.candidates, name="candidates")
             gamma = np.full(self.pool_size, self.target)
             gamma[pool] = self.predict_for(self.embeddings[pool])
         # (ours) utility scaled to [-1, 0], so λ weighs a unit-range utility against O(1) distances

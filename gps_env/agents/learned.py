@@ -29,7 +29,8 @@ import gymnasium as gym
 import numpy as np
 
 from gps_env.agents.base import SelectorAgent
-from gps_env.selectors.features import FEATURE_NAMES, candidate_features, top_scored
+from gps_env.selectors import candidate_count, draw_candidates, top_scored
+from gps_env.selectors.features import FEATURE_NAMES, candidate_features
 from gps_env.spec import AgentSpec
 
 
@@ -46,8 +47,9 @@ class LearnedSelector(SelectorAgent):
 
     def __init__(self, env: gym.Env | AgentSpec, policy: Any, seed: int = 0, candidates: float = 4.0) -> None:
         super().__init__(env, seed)
+        self._ratio = candidates  # as given: the window and the draws are computed from the same number
         self.candidates = float(candidates)
-        self.window = min(self.pool_size, round(candidates * self.batch_size))
+        self.window = candidate_count(candidates, self.batch_size, self.pool_size, name="candidates")
         expected = (self.window, len(FEATURE_NAMES))
         shape = tuple(getattr(getattr(policy, "observation_space", None), "shape", expected))
         if shape != expected:
@@ -56,7 +58,7 @@ class LearnedSelector(SelectorAgent):
         self.policy = policy
 
     def select(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        candidates = self.rng.choice(self.pool_size, size=self.window, replace=False)
+        candidates = draw_candidates(self.rng, self.pool_size, self.batch_size, self._ratio, name="candidates")
         scores, _ = self.policy.predict(candidate_features(obs, candidates), deterministic=True)
         return top_scored(candidates, scores, self.batch_size)
 

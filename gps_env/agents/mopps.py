@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from gps_env.agents.base import SelectorAgent
-from gps_env.selectors import band_filter, distance_to_band, thompson_draws, top_nearest_target
+from gps_env.selectors import band_filter, distance_to_band, draw_candidates, thompson_draws, top_nearest_target
 from gps_env.spec import AgentSpec
 
 
@@ -99,8 +99,7 @@ class MoPPS(SelectorAgent):
             self.beta[batch] = self.decay * self.beta[batch] + (1 - self.decay) * b0 + k * (1 - success)
 
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n_candidates = int(min(self.pool_size, max(self.batch_size, round(self.ratio * self.batch_size))))
-        candidates = self.rng.choice(self.pool_size, size=n_candidates, replace=False)
+        candidates = draw_candidates(self.rng, self.pool_size, self.batch_size, self.ratio)
         draws = np.zeros(self.pool_size)
         draws[candidates] = thompson_draws(self.alpha[candidates], self.beta[candidates], self.rng)
         if self.mode == "topk":

@@ -8,14 +8,14 @@ import gymnasium as gym
 import numpy as np
 
 from gps_env.agents.base import SelectorAgent
-from gps_env.selectors import pairing_choice
+from gps_env.selectors import draw_candidates, pairing_choice
 from gps_env.spec import AgentSpec
 
 
 class Pairing(SelectorAgent):
     """Train on B/2 pairs of a hard-but-solvable anchor q⁺ and an easy-but-brittle prompt q⁻.
 
-    Algorithm (arXiv 2602.03452; no public code, details inferred in ``shared/research/algorithms.md`` §7)::
+    Algorithm (arXiv 2602.03452; no public code: the details below are our reading of the paper)::
 
         at step 0, and every ``refresh_every`` steps if set:
             measure success s_τ of candidate prompts (probes: k rollouts each, charged; or history)
@@ -81,8 +81,7 @@ class Pairing(SelectorAgent):
         self.selected_at = -1
 
     def _measure(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        n = int(min(self.pool_size, max(self.batch_size, round(self.candidates * self.batch_size))))
-        pool = self.rng.choice(self.pool_size, size=n, replace=False)
+        pool = draw_candidates(self.rng, self.pool_size, self.batch_size, self.candidates, name="candidates")
         success = np.full(self.pool_size, 0.5)
         if self.source == "probe":
             success[pool] = self.spec.probe(pool).mean(axis=1)

@@ -14,8 +14,8 @@ from gps_env.spec import AgentSpec
 class Uniform(SelectorAgent):
     """Draw ``batch_size`` distinct prompts uniformly at random each step.
 
-    Source: the uniform baseline of MoPPS/GPS (``tasksampler.framework=0``; ``shared/research/algorithms.md``
-    §3). Cost: B·k rollouts per step.
+    Source: the uniform baseline of MoPPS (github.com/thu-rllab/MoPPS, ``tasksampler.framework=0``) and of
+    GPS (arXiv 2602.01970). Cost: B·k rollouts per step.
 
     Args:
         env: the env (its pool size and batch size are read from it).

@@ -1,31 +1,45 @@
-"""Batch-acquisition rules: pure numpy functions over predictions, embeddings and history.
+"""The selection layer: pure numpy functions over predictions, embeddings and history (no env, no torch).
 
-Agents (``gps_env.agents``) compose these: a *model* predicts per-prompt success, an *acquisition* scores
-prompts, and an *optimiser* picks the batch (BoTorch's split). Nothing here touches the env or torch.
+Agents (``gps_env.agents``) compose it as BoTorch does: a *model* (the agent's: Beta posteriors, the PPM,
+a policy) predicts per-prompt success, a *score* values each prompt, and an *optimiser* picks the batch.
+
+- :mod:`~gps_env.selectors.scores`: per-prompt acquisition scores (``utility``, ``thompson_draws``,
+  ``band_filter``, ``distance_to_band``).
+- :mod:`~gps_env.selectors.optimizers`: batch optimisers (``top_nearest_target``, ``pairing_choice``,
+  ``top_scored``) and the random candidate sets they run over (``candidate_count``, ``draw_candidates``).
+- :mod:`~gps_env.selectors.greedy`: GPS's greedy max-sum diversification (``greedy_diverse``).
+- :mod:`~gps_env.selectors.screen`: ``BFloat16Screen``, the greedy's bfloat16 screen over large pools (imports
+  torch when one is built; not re-exported here, so that this package stays torch-free).
+- :mod:`~gps_env.selectors.features`: per-prompt features for learned selectors.
+- :mod:`~gps_env.selectors.allocation`: test-time allocation of a sampling budget.
+
+``spearman`` and ``batch_terms`` are :mod:`gps_env.metrics`'s, re-exported for convenience.
 """
 
-from gps_env.selectors.acquisition import (
-    band_filter,
-    batch_terms,
-    distance_to_band,
-    greedy_diverse,
-    pairing_choice,
-    spearman,
-    thompson_draws,
-    top_nearest_target,
-    utility,
-)
+from gps_env.metrics import batch_terms, spearman
 from gps_env.selectors.allocation import allocate_samples
+from gps_env.selectors.greedy import greedy_diverse
+from gps_env.selectors.optimizers import (
+    candidate_count,
+    draw_candidates,
+    pairing_choice,
+    top_nearest_target,
+    top_scored,
+)
+from gps_env.selectors.scores import band_filter, distance_to_band, thompson_draws, utility
 
 __all__ = [
     "allocate_samples",
     "band_filter",
     "batch_terms",
+    "candidate_count",
     "distance_to_band",
+    "draw_candidates",
     "greedy_diverse",
     "pairing_choice",
     "spearman",
     "thompson_draws",
     "top_nearest_target",
+    "top_scored",
     "utility",
 ]

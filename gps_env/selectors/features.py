@@ -44,14 +44,3 @@ def candidate_features(obs: dict[str, np.ndarray], candidates: np.ndarray) -> np
         in_last, last_success, np.clip(staleness, 0.0, 1.0),
     ], axis=1)
     return features.astype(np.float32)
-
-
-def top_scored(candidates: np.ndarray, scores: np.ndarray, batch_size: int) -> np.ndarray:
-    """The ``batch_size`` candidates with the highest scores (ties to the earlier candidate), as int64."""
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if scores.shape != (len(candidates),):
-        raise ValueError(f"expected {len(candidates)} scores, got shape {np.shape(scores)}")
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("scores contain NaN or inf")
-    order = np.argsort(-scores, kind="stable")[:batch_size]
-    return np.asarray(candidates, dtype=np.int64)[order]

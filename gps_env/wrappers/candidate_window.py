@@ -8,7 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from gps_env.selectors.features import FEATURE_NAMES, candidate_features, top_scored
+from gps_env.selectors import candidate_count, draw_candidates, top_scored
+from gps_env.selectors.features import FEATURE_NAMES, candidate_features
 
 
 class CandidateWindow(gym.Wrapper):
@@ -33,9 +34,8 @@ class CandidateWindow(gym.Wrapper):
         super().__init__(env)
         inner = env.unwrapped
         self.pool_size, self.batch_size = len(inner.pool), inner.batch_size
-        if not candidates >= 1:
-            raise ValueError(f"candidates (a multiple of B) must be >= 1, got {candidates}")
-        self.window = min(self.pool_size, round(candidates * self.batch_size))
+        self.candidates = candidates
+        self.window = candidate_count(candidates, self.batch_size, self.pool_size, name="candidates")
         self.observation_space = spaces.Box(0.0, 1.0, (self.window, len(FEATURE_NAMES)), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.window,), np.float32)
         self._candidates = np.arange(self.window)
@@ -44,7 +44,8 @@ class CandidateWindow(gym.Wrapper):
 
     def _view(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         self._obs = obs
-        self._candidates = self._rng.choice(self.pool_size, size=self.window, replace=False)
+        self._candidates = draw_candidates(self._rng, self.pool_size, self.batch_size, self.candidates,
+                                           name="candidates")
         return candidate_features(obs, self._candidates)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -1,17 +1,26 @@
 """A bfloat16 copy of the pool's embeddings that screens GPS's greedy (``greedy_diverse(screen=...)``).
 
-The whole-pool greedy needs ``E @ v`` for the (N x d) embedding matrix once per pick: 40 MiB of float32
-read per pick at N = 40,960, which bounds it by memory bandwidth. A bfloat16 copy is half the bytes, and
-one product with a few dozen vectors costs about what one product with one vector does (on CPUs with AMX or
-AVX512-BF16 the arithmetic is nearly free), so the greedy asks for its running sum and its expected next
-picks at once and reads the pool a few times per batch. The products are approximate; their error bound
-lets the greedy compute exact float32 gains only where they decide the pick, so batches do not change.
+A detail of the greedy optimiser (:mod:`gps_env.selectors.greedy`), not a score: it changes how often the
+pool is read, never which batch is picked. The whole-pool greedy needs ``E @ v`` for the (N x d) embedding
+matrix once per pick: 40 MiB of float32 read per pick at N = 40,960, which bounds it by memory bandwidth. A
+bfloat16 copy is half the bytes, and one product with a few dozen vectors costs about what one product with
+one vector does (on CPUs with AMX or AVX512-BF16 the arithmetic is nearly free), so the greedy asks for its
+running sum and its expected next picks at once and reads the pool a few times per batch. The products are
+approximate; their error bound lets the greedy compute exact float32 gains only where they decide the pick,
+so batches do not change.
+
+numpy has no bfloat16, so the products are torch's; torch is imported when a screen is built, not with this
+module, so ``import gps_env.selectors.screen`` stays torch-free.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 #: Relative error of one bfloat16 product, as a fraction of ||row|| * ||vector||: rounding both inputs
 #: to bfloat16 (2^-9 each, so 2^-8 for their product), float32 accumulation (d * 2^-24 for d <= 4096) and
@@ -20,7 +29,8 @@ BF16_REL_ERROR = 2.0**-7
 
 
 class BFloat16Screen:
-    """``screen(vectors)[j]`` approximates ``embeddings @ vectors[j]`` (see ``InnerProductScreen``).
+    """``screen(vectors)[j]`` approximates ``embeddings @ vectors[j]`` (see
+    :class:`~gps_env.selectors.greedy.InnerProductScreen`).
 
     Args:
         embeddings: (N, d) float32 pool embeddings; copied once to bfloat16 (N·d·2 bytes).
@@ -30,6 +40,8 @@ class BFloat16Screen:
     """
 
     def __init__(self, embeddings: np.ndarray) -> None:
+        import torch
+
         e = np.asarray(embeddings, dtype=np.float32)
         if e.ndim != 2:
             raise ValueError(f"embeddings must be (N, d), got shape {e.shape}")
@@ -41,6 +53,8 @@ class BFloat16Screen:
         self.rel_error = BF16_REL_ERROR * float(np.sqrt((e.astype(np.float64) ** 2).sum(axis=1).max(initial=0.0)))
 
     def __call__(self, vectors: np.ndarray) -> _Columns:
+        import torch
+
         v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(torch.bfloat16)
         return _Columns(self._e @ v.T)
 

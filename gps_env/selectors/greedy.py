@@ -1,7 +1,13 @@
-"""Acquisition rules shared by the selector agents (sources in ``shared/research/algorithms.md``).
+"""Greedy max-sum diversification with utility: GPS's batch optimiser (GPS Eqs. 12–14).
 
-Conventions: ``gamma`` is a predicted (or sampled, or observed) success probability per prompt in [0, 1];
-functions return int64 pool indices; ties are broken by ``rng`` when one is given, else by index.
+An *optimiser* of the selection split (as in BoTorch: a model predicts, a score values each prompt, an
+optimiser picks the batch): given per-prompt utilities (:func:`gps_env.selectors.scores.utility` of the
+predicted success) and the pool's embeddings, :func:`greedy_diverse` picks a batch that is useful, spread
+out and far from the previous batch. The greedy is that of Borodin, Lee and Ye (2012, "Max-sum
+diversification, monotone submodular functions and dynamic updates", PODS); the objective is GPS's
+(Qu et al., 2026, arXiv 2602.01970), with our normalisation. An optional :class:`InnerProductScreen`
+(:class:`gps_env.selectors.screen.BFloat16Screen`) lets it read large pools a few times per batch instead
+of once per pick, with the same result. Pure numpy.
 """
 
 from __future__ import annotations
@@ -11,77 +17,13 @@ from typing import Protocol
 
 import numpy as np
 
+from gps_env.metrics import batch_terms
+from gps_env.selectors.optimizers import _check_count
+
 #: Screened greedy: columns per screen call (the running sum plus the picks the greedy is expected to make
 #: next) and how many of the best approximate gains the speculation simulates the greedy over.
 SPECULATE = 32
 LOOKAHEAD = 128
-
-
-def _check_target(target: float) -> None:
-    if not 0.0 <= target <= 1.0:
-        raise ValueError(f"target must be in [0, 1], got {target}")
-
-
-def _check_count(b: int, n: int) -> None:
-    if not 1 <= b <= n:
-        raise ValueError(f"cannot pick b={b} from {n} candidates (need 1 <= b <= n)")
-
-
-def utility(gamma: np.ndarray, target: float = 0.5) -> np.ndarray:
-    """``u(γ) = -(γ - target)²``: highest for prompts whose success is nearest the target (GPS Eq. 12)."""
-    _check_target(target)
-    gamma = np.asarray(gamma, dtype=np.float64)
-    return -((gamma - target) ** 2)
-
-
-def _order(score: np.ndarray, rng: np.random.Generator | None, then: np.ndarray | None = None) -> np.ndarray:
-    """Indices sorting ``score`` ascending, then by ``then``; remaining ties in random (rng) or index order."""
-    tie = rng.random(score.shape[0]) if rng is not None else np.arange(score.shape[0])
-    return np.lexsort((tie, score) if then is None else (tie, then, score))
-
-
-def top_nearest_target(
-    gamma: np.ndarray,
-    b: int,
-    target: float = 0.5,
-    candidates: np.ndarray | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """The ``b`` prompts (among ``candidates``, default all) whose ``gamma`` is nearest ``target`` (MoPPS top-k).
-
-    ``gamma`` is indexed by pool index; no pick is farther from the target than a candidate left out.
-    """
-    _check_target(target)
-    gamma = np.asarray(gamma, dtype=np.float64)
-    pool = np.arange(gamma.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
-    _check_count(b, pool.shape[0])
-    distance = np.abs(gamma[pool] - target)
-    return pool[_order(distance, rng)[:b]].astype(np.int64)
-
-
-def band_filter(gamma: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Boolean mask of ``low <= gamma <= high`` (DS band-pass, MoPPS threshold mode)."""
-    if not 0.0 <= low <= high <= 1.0:
-        raise ValueError(f"need 0 <= low <= high <= 1, got low={low}, high={high}")
-    gamma = np.asarray(gamma, dtype=np.float64)
-    return (gamma >= low) & (gamma <= high)
-
-
-def distance_to_band(gamma: np.ndarray, low: float, high: float) -> np.ndarray:
-    """How far each ``gamma`` lies outside ``[low, high]`` (0 inside): the fallback ranking of band rules."""
-    gamma = np.asarray(gamma, dtype=np.float64)
-    distance = np.maximum(low - gamma, 0.0) + np.maximum(gamma - high, 0.0)
-    return np.where(distance < 1e-12, 0.0, distance)  # 1 - c/k and (k - c)/k may differ in the last bit
-
-
-def thompson_draws(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw per prompt from ``Beta(alpha, beta)`` (MoPPS's posterior sampling)."""
-    alpha, beta = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
-    if alpha.shape != beta.shape:
-        raise ValueError(f"alpha and beta shapes differ: {alpha.shape} vs {beta.shape}")
-    if np.any(~(alpha > 0)) or np.any(~(beta > 0)):
-        raise ValueError("Beta parameters must be positive and finite")
-    return rng.beta(alpha, beta)
 
 
 def _distances_to(e: np.ndarray, anchors_sum: np.ndarray, count: int, kind: str, anchors: np.ndarray | None,
@@ -132,7 +74,7 @@ def greedy_diverse(
     chordal costs O(N·|S|·d) per pick.
 
     ``screen`` (cosine, whole pool, λ > 0): approximate products ``E @ v`` with an error bound, e.g.
-    :class:`gps_env.agents.screen.BFloat16Screen`. The greedy then reads the pool through the screen, a
+    :class:`gps_env.selectors.screen.BFloat16Screen`. The greedy then reads the pool through the screen, a
     few times per batch instead of once per pick, and computes the exact gains only for the prompts the
     bound cannot rule out: the same batch as without a screen (see :func:`_screened_greedy`).
 
@@ -283,90 +225,3 @@ def _lookahead(gain: np.ndarray, e: np.ndarray, lw: float, k: int, m: int) -> np
         simulated += lw * distances[j]
         simulated[j] = -np.inf
     return np.asarray(ahead, dtype=np.int64)
-
-
-def batch_terms(
-    utilities: np.ndarray,
-    embeddings: np.ndarray,
-    batch: np.ndarray,
-    previous: np.ndarray | None = None,
-    distance: str = "cosine",
-) -> dict[str, float]:
-    """The three terms of the GPS objective for one batch (logged every step)."""
-
-    def dist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        d = 1.0 - x @ y.T
-        return d if distance == "cosine" else np.sqrt(np.maximum(2.0 * d, 0.0))
-
-    # index, then cast: casting the whole (N, d) pool first copied 80 MB per call at N = 40k
-    e = np.asarray(embeddings)[np.asarray(batch)].astype(np.float64)
-    b = e.shape[0]
-    dispersion = 0.0
-    if b > 1:
-        dispersion = float(dist(e, e)[np.triu_indices(b, 1)].mean())
-    inter = 0.0
-    if previous is not None and len(previous) > 0:
-        p = np.asarray(embeddings)[np.asarray(previous)].astype(np.float64)
-        inter = float(dist(e, p).mean())
-    return {
-        "utility": float(np.asarray(utilities, dtype=np.float64)[np.asarray(batch)].mean()),
-        "dispersion": dispersion,
-        "inter_step": inter,
-    }
-
-
-def pairing_choice(
-    success: np.ndarray,
-    k: int,
-    n_pairs: int,
-    c: int = 2,
-    candidates: np.ndarray | None = None,
-    rng: np.random.Generator | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Positive–negative pairing (Sheng et al., 2026): ``n_pairs`` anchors q⁺ and ``n_pairs`` q⁻.
-
-    q⁺ is hard but solvable: success in ``[1/k, c/k]`` (at least one, at most c successes of k);
-    q⁻ is easy but brittle: success in ``[1 - c/k, 1 - 1/k]``. Within each band the hardest q⁺ and the
-    easiest q⁻ come first. When a band has too few prompts, the rest are filled by the candidates nearest
-    the band, never repeating a prompt. ``success`` is indexed by pool index.
-    """
-    if k < 2:
-        raise ValueError(f"pairing needs k >= 2 samples per prompt to see both outcomes, got {k}")
-    if not 1 <= c < k:
-        raise ValueError(f"need 1 <= c < k, got c={c}, k={k}")
-    gamma = np.asarray(success, dtype=np.float64)
-    pool = np.arange(gamma.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
-    _check_count(2 * n_pairs, pool.shape[0])
-    g = gamma[pool]
-    # Rank by distance outside the band first, then by the within-band preference.
-    pos_order = _order(distance_to_band(g, 1 / k, c / k), rng, then=g)
-    positives = pool[pos_order[:n_pairs]]
-    remaining = np.setdiff1d(np.arange(pool.shape[0]), pos_order[:n_pairs], assume_unique=True)
-    neg_distance = distance_to_band(g, 1 - c / k, 1 - 1 / k)
-    neg_order = remaining[_order(neg_distance[remaining], rng, then=-g[remaining])]
-    negatives = pool[neg_order[:n_pairs]]
-    return positives.astype(np.int64), negatives.astype(np.int64)
-
-
-def spearman(predicted: np.ndarray, observed: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN when either side is constant.
-
-    Sign convention: positive means prompts predicted to succeed more did succeed more (MoPPS logs the
-    negative of this).
-    """
-    x, y = np.asarray(predicted, dtype=np.float64), np.asarray(observed, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"spearman needs two 1-d arrays of one length, got {x.shape} and {y.shape}")
-    rx, ry = _average_ranks(x), _average_ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(values.shape[0], dtype=np.float64)
-    ranks[order] = np.arange(values.shape[0], dtype=np.float64)
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return sums[inverse] / counts[inverse]

@@ -1,0 +1,119 @@
+"""Batch optimisers: from per-prompt scores to a batch of distinct pool indices (and the candidates to score).
+
+The last layer of the selection split (as in BoTorch): a *model* predicts, a *score*
+(:mod:`gps_env.selectors.scores`) values each prompt, and an optimiser here picks the batch: the top-k
+nearest a target (MoPPS, github.com/thu-rllab/MoPPS), positive–negative pairs (Sheng et al., 2026,
+arXiv 2602.03452), the top-scored candidates (the learned selector), and the random candidate sets most
+selectors score instead of the whole pool. GPS's greedy diversification is in :mod:`gps_env.selectors.greedy`.
+
+Conventions: ``gamma`` is a predicted (or sampled, or observed) success probability per prompt in [0, 1],
+indexed by pool index; functions return int64 pool indices; ties are broken by ``rng`` when one is given,
+else by index.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gps_env.selectors.scores import _check_target, distance_to_band
+
+
+def _check_count(b: int, n: int) -> None:
+    if not 1 <= b <= n:
+        raise ValueError(f"cannot pick b={b} from {n} candidates (need 1 <= b <= n)")
+
+
+def _order(score: np.ndarray, rng: np.random.Generator | None, then: np.ndarray | None = None) -> np.ndarray:
+    """Indices sorting ``score`` ascending, then by ``then``; remaining ties in random (rng) or index order."""
+    tie = rng.random(score.shape[0]) if rng is not None else np.arange(score.shape[0])
+    return np.lexsort((tie, score) if then is None else (tie, then, score))
+
+
+def candidate_count(ratio: float, batch_size: int, pool_size: int, *, name: str = "ratio") -> int:
+    """How many random candidates a selector scores: ``ratio`` × B rounded, at least B, at most the pool.
+
+    Raises:
+        ValueError: ``ratio`` (called ``name`` in the message) is not a finite number >= 1.
+    """
+    try:
+        valid = math.isfinite(float(ratio)) and ratio >= 1
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(f"{name} (candidates per batch slot) must be a finite number >= 1, got {ratio!r}")
+    return int(min(pool_size, max(batch_size, round(ratio * batch_size))))
+
+
+def draw_candidates(rng: np.random.Generator, pool_size: int, batch_size: int, ratio: float, *,
+                    name: str = "ratio") -> np.ndarray:
+    """:func:`candidate_count` distinct pool indices drawn uniformly at random (one ``rng.choice`` call).
+
+    The candidate set of MoPPS (``ratio`` × B, as in its official code), GPS's ``candidates`` mode,
+    Pairing's measured prompts, the learned selector and :class:`~gps_env.wrappers.CandidateWindow`.
+    """
+    return rng.choice(pool_size, size=candidate_count(ratio, batch_size, pool_size, name=name), replace=False)
+
+
+def top_nearest_target(
+    gamma: np.ndarray,
+    b: int,
+    target: float = 0.5,
+    candidates: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """The ``b`` prompts (among ``candidates``, default all) whose ``gamma`` is nearest ``target`` (MoPPS top-k).
+
+    ``gamma`` is indexed by pool index; no pick is farther from the target than a candidate left out.
+    """
+    _check_target(target)
+    gamma = np.asarray(gamma, dtype=np.float64)
+    pool = np.arange(gamma.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    _check_count(b, pool.shape[0])
+    distance = np.abs(gamma[pool] - target)
+    return pool[_order(distance, rng)[:b]].astype(np.int64)
+
+
+def pairing_choice(
+    success: np.ndarray,
+    k: int,
+    n_pairs: int,
+    c: int = 2,
+    candidates: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positive–negative pairing (Sheng et al., 2026): ``n_pairs`` anchors q⁺ and ``n_pairs`` q⁻.
+
+    q⁺ is hard but solvable: success in ``[1/k, c/k]`` (at least one, at most c successes of k);
+    q⁻ is easy but brittle: success in ``[1 - c/k, 1 - 1/k]``. Within each band the hardest q⁺ and the
+    easiest q⁻ come first. When a band has too few prompts, the rest are filled by the candidates nearest
+    the band, never repeating a prompt. ``success`` is indexed by pool index.
+    """
+    if k < 2:
+        raise ValueError(f"pairing needs k >= 2 samples per prompt to see both outcomes, got {k}")
+    if not 1 <= c < k:
+        raise ValueError(f"need 1 <= c < k, got c={c}, k={k}")
+    gamma = np.asarray(success, dtype=np.float64)
+    pool = np.arange(gamma.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    _check_count(2 * n_pairs, pool.shape[0])
+    g = gamma[pool]
+    # Rank by distance outside the band first, then by the within-band preference.
+    pos_order = _order(distance_to_band(g, 1 / k, c / k), rng, then=g)
+    positives = pool[pos_order[:n_pairs]]
+    remaining = np.setdiff1d(np.arange(pool.shape[0]), pos_order[:n_pairs], assume_unique=True)
+    neg_distance = distance_to_band(g, 1 - c / k, 1 - 1 / k)
+    neg_order = remaining[_order(neg_distance[remaining], rng, then=-g[remaining])]
+    negatives = pool[neg_order[:n_pairs]]
+    return positives.astype(np.int64), negatives.astype(np.int64)
+
+
+def top_scored(candidates: np.ndarray, scores: np.ndarray, batch_size: int) -> np.ndarray:
+    """The ``batch_size`` candidates with the highest scores (ties to the earlier candidate), as int64."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if scores.shape != (len(candidates),):
+        raise ValueError(f"expected {len(candidates)} scores, got shape {np.shape(scores)}")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores contain NaN or inf")
+    order = np.argsort(-scores, kind="stable")[:batch_size]
+    return np.asarray(candidates, dtype=np.int64)[order]
