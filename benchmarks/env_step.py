@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args()
     env = PromptSelectionEnv(batch_size=args.batch_size, rollouts_per_prompt=args.k,
-                             max_steps=args.steps + args.warmup, eval_every=0)
+                             max_steps=args.steps + args.warmup, eval_every=0, time_in_info=True)
     agent = Uniform(env, seed=0)
     obs, _ = env.reset(seed=0)
     rows = []

@@ -58,7 +58,7 @@ def main() -> None:
         print(f"{step:>6} {rollouts:>9} {acc:>13.3f}")
     print(f"held-out accuracy {curve[0][2]:.3f} -> {curve[-1][2]:.3f} ({curve[-1][2] - curve[0][2]:+.3f})")
     print(f"mean effective-sample ratio {sum(esr) / len(esr):.3f} (share of groups that carried gradient)")
-    seconds = ledger["seconds"]["train"]
+    seconds = env.unwrapped.ledger.seconds["train"]  # seconds stay out of info unless time_in_info=True
     print("train seconds by phase: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     print(f"rollouts: train {ledger['rollouts']['train']}, eval {ledger['rollouts']['eval']}")
     summary = {"curve": curve, "mean_esr": sum(esr) / len(esr), "ledger": ledger, "args": vars(args)}

@@ -88,7 +88,8 @@ def parse_action(action: Any, n: int, batch_size: int) -> tuple[np.ndarray, np.n
             raise ValueError(f"weights must be at most {MAX_WEIGHT:g} (float32 update), got {w.max():g}")
     if predictions is not None:
         predictions = np.asarray(predictions)
-        if predictions.dtype == object or not np.issubdtype(predictions.dtype, np.number):
+        if (predictions.dtype == object or not np.issubdtype(predictions.dtype, np.number)
+                or np.iscomplexobj(predictions)):
             raise ValueError(f"predictions must be real numbers, got dtype {predictions.dtype}")
         predictions = predictions.astype(np.float64)
         if predictions.shape != (batch_size,):

@@ -11,17 +11,21 @@
 
 ``env`` may be wrapped (``gym.make``); its ``unwrapped`` env is saved. A run killed at any point resumes
 from its last checkpoint and continues bit-identically on CPU to a run that was never interrupted
-(``tests/test_checkpoint.py`` kills one with SIGKILL). The file is written with ``torch.save`` and read with
-``torch.load(weights_only=True)``: only tensors, numbers, strings and containers, never arbitrary objects
-(numpy arrays travel as tensors and come back as arrays). A checkpoint from another configuration, of the
-env (world, initial policy, RL settings) or of the agent (class and settings), is refused with an error
-naming what differs.
+(``tests/test_faults.py`` kills runs with SIGKILL, also inside a checkpoint write). The payload is written
+with ``torch.save`` and read with ``torch.load(weights_only=True)``: only tensors, numbers, strings and
+containers, never arbitrary objects (numpy arrays travel as tensors and come back as arrays). The file carries
+the payload's sha256, checked before anything is decoded, so a flipped byte, a truncation or a splice is
+refused. A checkpoint from another configuration, of the env (world, initial policy, RL settings) or of the
+agent (class and settings), or with a malformed state, is refused with an error naming what differs, and
+everything is checked before anything is restored.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: First bytes of a checkpoint file; the sha256 of the payload follows.
+MAGIC = b"GPSENVCKPT\x00\x02"
 _ARRAY, _TUPLE = "__ndarray__", "__tuple__"
 _MISSING = object()
 
@@ -79,28 +85,74 @@ def agent_fingerprint(agent: Any) -> dict[str, str]:
 
 
 def save_checkpoint(path: str | Path, env: Any, agent: Any | None = None) -> Path:
-    """Write the env's episode (and the agent's state) to ``path`` atomically (a temp file, then rename)."""
+    """Write the env's episode (and the agent's state) to ``path`` atomically (a temp file, then rename).
+
+    The file is ``MAGIC``, the sha256 of the payload, then the payload (``torch.save`` of the encoded state).
+    """
     path = Path(path)
     state = {"version": FORMAT_VERSION, "env": env.unwrapped.state_dict()}
     if agent is not None:
         state["agent"] = {"fingerprint": agent_fingerprint(agent), "state": agent.state_dict()}
+    buffer = io.BytesIO()
+    torch.save(encode(state), buffer)
+    payload = buffer.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(encode(state), tmp)
+    with tmp.open("wb") as f:
+        f.write(MAGIC + hashlib.sha256(payload).digest() + payload)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
 
 
-def load_checkpoint(path: str | Path, env: Any, agent: Any | None = None) -> dict[str, np.ndarray]:
-    """Restore ``env`` (and ``agent``) from ``path``; returns the observation to act on next.
+def read_checkpoint(path: str | Path, require_digest: bool = True) -> dict[str, Any]:
+    """The decoded state in ``path``, after checking its content digest (nothing is restored).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: another format, env configuration or agent (naming what differs); nothing is changed.
+        ValueError: the file is truncated, damaged or altered (its digest does not match), is not a gps-env
+            checkpoint, or is of another format version; the message names the file.
     """
-    state = decode(torch.load(Path(path), weights_only=True))
-    if state.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {state.get('version')!r}, this gps-env reads {FORMAT_VERSION}")
+    path = Path(path)
+    data = path.read_bytes()
+    if data.startswith(MAGIC):
+        digest, payload = data[len(MAGIC): len(MAGIC) + 32], data[len(MAGIC) + 32:]
+        if len(digest) < 32 or hashlib.sha256(payload).digest() != digest:
+            raise ValueError(f"{path}: the checkpoint is damaged or was altered (its sha256 does not match its "
+                             "content); nothing was restored")
+    elif data.startswith(b"PK") and not require_digest:
+        payload = data  # format 1: a plain torch.save zip, without a digest
+    elif data.startswith(b"PK"):
+        raise ValueError(f"{path}: a checkpoint of an older gps-env, without a content digest; load it with "
+                         "require_digest=False if you trust the file")
+    else:
+        raise ValueError(f"{path}: not a gps-env checkpoint (unknown header)")
+    try:
+        state = decode(torch.load(io.BytesIO(payload), weights_only=True))
+    except Exception as e:  # a damaged payload raises whatever the unpickler or zip reader meets first
+        raise ValueError(f"{path}: the checkpoint cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or state.get("version") not in (1, FORMAT_VERSION) or "env" not in state:
+        version = state.get("version") if isinstance(state, dict) else None
+        raise ValueError(f"{path}: checkpoint format {version!r}, this gps-env reads {FORMAT_VERSION}")
+    return state
+
+
+def load_checkpoint(path: str | Path, env: Any, agent: Any | None = None,
+                    require_digest: bool = True) -> dict[str, np.ndarray]:
+    """Restore ``env`` (and ``agent``) from ``path``; returns the observation to act on next.
+
+    Everything is checked before anything is restored: the file's digest, the agent's class and settings, the
+    env state (:meth:`~gps_env.contract.PromptSelectionContract.check_state_dict`) and the agent state (its
+    ``check_state_dict`` where it has one). The env is restored through ``env.reset(options={"restore": ...})``,
+    so a wrapper stack (``gym.make``) sees a reset and the env steps at once.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a damaged file, another format, env configuration or agent, or a malformed state (naming
+            what); nothing is changed.
+    """
+    state = read_checkpoint(path, require_digest=require_digest)
     if agent is not None:
         if "agent" not in state:
             raise ValueError(f"{path} holds no agent state")
@@ -108,7 +160,14 @@ def load_checkpoint(path: str | Path, env: Any, agent: Any | None = None) -> dic
         differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if differ:
             raise ValueError(f"{path}: the agent differs from the checkpoint's in: {', '.join(differ)}")
-    obs = env.unwrapped.load_state_dict(state["env"])  # checks the env's fingerprint before changing anything
+    try:
+        env.unwrapped.check_state_dict(state["env"])
+        check_agent = getattr(agent, "check_state_dict", None)
+        if callable(check_agent):
+            check_agent(state["agent"]["state"])
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    obs, _ = env.reset(options={"restore": state["env"]})
     if agent is not None:
         agent.load_state_dict(state["agent"]["state"])
     return obs

@@ -1,6 +1,8 @@
 """The prompt-selection contract, written once: every world is a few hooks on :class:`PromptSelectionContract`.
 
 Torch-free (numpy and gymnasium): the simulated world and the selectors build on it without loading a model.
+The file is longer than 400 lines on purpose: it is the whole contract in one place (its spec, the step, probes,
+evaluation and the checkpoint checks), so that no world re-implements a part of it.
 
 The path of one action, all of it in :meth:`PromptSelectionContract.step`::
 
@@ -166,7 +168,7 @@ class PromptSelectionContract(gym.Env):
         self.ledger = RolloutLedger()
         self._probe_cache: dict[int, tuple[Any, np.ndarray]] = {}
         self._last_eval: dict[str, Any] | None = None
-        self._started = self._done = False
+        self._started = self._done = self._closed = False
 
     # ------------------------------------------------------------------ hooks (see the module docstring)
     def _world_reset(self) -> None:
@@ -197,6 +199,9 @@ class PromptSelectionContract(gym.Env):
     def _episode_timeouts(self) -> int:
         return 0
 
+    def _world_close(self) -> None:
+        """Release what the world holds (engines, verifier processes); called once by :meth:`close`."""
+
     # ------------------------------------------------------------------ episode control
     @property
     def pool_size(self) -> int:
@@ -213,7 +218,23 @@ class PromptSelectionContract(gym.Env):
         return self._done
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Restore the initial policy; empty history, probe cache and ledger; evaluate once if ``eval_every``."""
+        """Restore the initial policy; empty history, probe cache and ledger; evaluate once if ``eval_every``.
+
+        ``options={"restore": state}`` instead continues the episode saved by :meth:`state_dict` (what
+        :func:`gps_env.checkpoint.load_checkpoint` does), so that every wrapper of a ``gym.make`` stack sees a
+        reset; ``info`` is then ``{"step", "ledger", "restored": True}``. A bad state raises ``ValueError``
+        and changes nothing.
+        """
+        self._check_open()
+        unknown = set(options or {}) - {"restore"}
+        if unknown:
+            raise ValueError(f"reset options may hold only 'restore', got {sorted(unknown)}")
+        if options and "restore" in options:
+            if seed is not None:
+                raise ValueError("reset(seed=...) and options={'restore': ...} exclude each other")
+            obs = self.load_state_dict(options["restore"])
+            return obs, {"step": self.history.step, "ledger": self.ledger.summary(seconds=self.time_in_info),
+                         "restored": True}
         super().reset(seed=seed)
         self._world_reset()
         self.ledger.reset()
@@ -228,7 +249,20 @@ class PromptSelectionContract(gym.Env):
         self._mark_return()
         return self._observation(), info
 
+    def close(self) -> None:
+        """Release the world's engine and verifier processes. Idempotent; a closed env refuses to reset, step,
+        probe or evaluate (``gymnasium.error.ClosedEnvironmentError``)."""
+        if not self._closed:
+            self._closed = True
+            self._world_close()
+        super().close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise gym.error.ClosedEnvironmentError(f"this {type(self).__name__} is closed; make a new one")
+
     def _check_running(self) -> None:
+        self._check_open()
         if not self._started:
             raise gym.error.ResetNeeded("call reset() before step(), probe() or evaluate()")
         if self._done:
@@ -336,6 +370,7 @@ class PromptSelectionContract(gym.Env):
 
     def evaluate(self) -> dict[str, Any]:
         """Held-out evaluation under the current policy, charged under purpose ``"eval"``."""
+        self._check_open()
         if not self._started:
             raise gym.error.ResetNeeded("call reset() before evaluate()")
         result = self._world_evaluate()
@@ -369,25 +404,47 @@ class PromptSelectionContract(gym.Env):
             **self._world_state(),
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Continue the episode saved by :meth:`state_dict`; returns its observation.
-
-        Raises:
-            ValueError: when the state comes from another world, policy or settings, or is misshapen (naming
-                what differs); the env is left as it was.
-        """
-        theirs, ours = state.get("fingerprint", {}), self.config_fingerprint()
+    def check_state_dict(self, state: Any) -> None:
+        """Raise ``ValueError`` naming the field unless ``state`` (from :meth:`state_dict`) can be restored into
+        this env: the same configuration (fingerprint), and every field present, of the right type and shape,
+        with values an episode could have produced. Changes nothing."""
+        if not isinstance(state, Mapping):
+            raise ValueError(f"an env state must be a mapping, got {type(state).__name__}")
+        required = {"fingerprint", "ledger", "np_random", "step", "done", "history", "last_eval"}
+        missing = sorted(required - set(state))
+        if missing:
+            raise ValueError(f"the env state has no {', '.join(map(repr, missing))}")
+        theirs, ours = state["fingerprint"], self.config_fingerprint()
+        if not isinstance(theirs, Mapping):
+            raise ValueError("the env state's 'fingerprint' must be a mapping")
         differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if differ:
             raise ValueError(f"checkpoint is from another configuration (differs in: {', '.join(differ)})")
-        self.history.check_state(state["history"])
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+            raise ValueError(f"the env state's 'step' must be a non-negative integer, got {step!r:.40}")
+        if not isinstance(state["done"], bool | np.bool_):
+            raise ValueError(f"the env state's 'done' must be a bool, got {state['done']!r:.40}")
+        if state["last_eval"] is not None and not isinstance(state["last_eval"], Mapping):
+            raise ValueError("the env state's 'last_eval' must be a mapping or None")
+        self.history.check_state(state["history"], step=int(step))
+        RolloutLedger().load_state_dict(state["ledger"])  # on a scratch ledger: raises, changes nothing
+        _generator_from_state(state["np_random"])
         self._world_check_state(state)
 
+    def load_state_dict(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Continue the episode saved by :meth:`state_dict`; returns its observation. To restore through a
+        wrapper stack (``gym.make``) use ``reset(options={"restore": state})``.
+
+        Raises:
+            ValueError: when the state comes from another world, policy or settings, or is malformed (naming
+                what); it is checked completely (:meth:`check_state_dict`) before anything changes.
+        """
+        self._check_open()
+        self.check_state_dict(state)
         self._world_load_state(state)
         self.ledger.load_state_dict(state["ledger"])
-        rng = np.random.Generator(getattr(np.random, state["np_random"]["bit_generator"])())
-        rng.bit_generator.state = copy.deepcopy(state["np_random"])
-        self.np_random = rng
+        self.np_random = _generator_from_state(state["np_random"])
         self.history.load_state_dict(state["history"], step=int(state["step"]))
         self._done, self._started = bool(state["done"]), True
         self._probe_cache = {}
@@ -410,3 +467,21 @@ class PromptSelectionContract(gym.Env):
         if self._last_eval is not None:
             line += f"  held-out {self._last_eval['accuracy']:.3f} (step {self._last_eval['step']})"
         return line
+
+
+#: numpy bit generators a checkpoint may name (``np.random.Generator(PCG64())`` is Gymnasium's default).
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def _generator_from_state(state: Any) -> np.random.Generator:
+    """A numpy Generator in the saved bit-generator state; ``ValueError`` if the state is not one."""
+    name = state.get("bit_generator") if isinstance(state, Mapping) else None
+    if name not in _BIT_GENERATORS:
+        raise ValueError(f"the env state's 'np_random' names bit generator {name!r:.40}; expected one of "
+                         f"{_BIT_GENERATORS}")
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = copy.deepcopy(dict(state))
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise ValueError(f"the env state's 'np_random' is not a valid {name} state: {e}") from None
+    return np.random.Generator(bit_generator)

@@ -66,8 +66,9 @@ class PromptSelectionEnv(PromptSelectionContract):
         sampling: sampling parameters of training and probe rollouts (eval uses the same).
         engine: ``"auto"`` (vLLM where it is installed and can run the policy, else transformers),
             ``"transformers"``, ``"vllm"``, or a factory ``(model, tokenizer) -> RolloutEngine``.
-        time_in_info: include wall-clock seconds in ``info``. Seconds differ between identical runs, so
-            turn this off where infos must compare equal (``check_env``'s determinism check).
+        time_in_info: include wall-clock seconds in ``info`` (``time``, the ledger's ``seconds``). Off by
+            default: seconds differ between identical runs, and Gymnasium's ``check_env`` compares the infos
+            of two identically seeded steps. The ledger counts seconds either way (``env.unwrapped.ledger``).
         render_mode: ``None`` or ``"ansi"``.
         progress: show a progress bar while the warm start trains on first use.
         device: where the policy trains (``"cuda"`` on a GPU machine).
@@ -96,7 +97,7 @@ class PromptSelectionEnv(PromptSelectionContract):
         grpo: GRPOConfig | None = None,
         sampling: SamplingParams | None = None,
         engine: str | EngineFactory = "auto",
-        time_in_info: bool = True,
+        time_in_info: bool = False,
         render_mode: str | None = None,
         progress: bool = True,
         device: str = "cpu",
@@ -194,6 +195,17 @@ class PromptSelectionEnv(PromptSelectionContract):
         return Evaluation(metrics, rollouts=len(rollouts), prompt_tokens=rollouts.prompt_tokens,
                           completion_tokens=rollouts.completion_tokens)
 
+    def _world_close(self) -> None:
+        """Shut the engine down (vLLM's engine core) and stop the verifiers' worker processes."""
+        close = getattr(self.engine, "close", None)
+        if callable(close):
+            close()
+        tasks = {id(t): t for pool in (self.pool, self.heldout) for t in pool.tasks.values()}
+        for task in tasks.values():
+            stop = getattr(task, "close", None)
+            if callable(stop):
+                stop()
+
     def _format(self, prompt: str) -> str:
         if not self.chat_template:
             return prompt
@@ -241,9 +253,57 @@ class PromptSelectionEnv(PromptSelectionContract):
         }
 
     def _world_check_state(self, state: Mapping[str, Any]) -> None:
-        expected = {k: tuple(v.shape) for k, v in self._initial_state.items()}
-        if {k: tuple(v.shape) for k, v in state["policy"].items()} != expected:
-            raise ValueError("checkpoint policy weights do not match this env's policy (names or shapes)")
+        """Every field of :meth:`_world_state` present and restorable: weights with this policy's names, shapes
+        and dtypes; an optimiser state of this optimiser's groups and parameter shapes; a generator state."""
+        missing = sorted({"policy", "optimizer", "generator", "eval_seed", "verifier_timeouts"} - set(state))
+        if missing:
+            raise ValueError(f"the env state has no {', '.join(map(repr, missing))}")
+        weights = state["policy"]
+        if not isinstance(weights, Mapping) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise ValueError("checkpoint 'policy' must map parameter names to tensors")
+        expected = {k: (tuple(v.shape), v.dtype) for k, v in self._initial_state.items()}
+        found = {k: (tuple(v.shape), v.dtype) for k, v in weights.items()}
+        if found != expected:
+            differ = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+            raise ValueError(f"checkpoint policy weights do not match this env's policy (names, shapes or dtypes "
+                             f"of: {', '.join(differ[:5])})")
+        self._check_optimizer_state(state["optimizer"])
+        generator = state["generator"]
+        reference = torch.Generator().get_state()
+        if (not isinstance(generator, torch.Tensor) or generator.dtype != reference.dtype
+                or generator.shape != reference.shape):
+            raise ValueError("checkpoint 'generator' is not a torch CPU generator state")
+        for key in ("eval_seed", "verifier_timeouts"):
+            value = state[key]
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(f"checkpoint {key!r} must be a non-negative integer, got {value!r:.40}")
+
+    def _check_optimizer_state(self, saved: Any) -> None:
+        """The saved optimiser state has this optimiser's groups, and each parameter's state tensors its shape."""
+        # The structure a fresh trainer's optimiser has (GRPOTrainer: Adam over the policy's parameters); an
+        # optimiser without steps holds no state, so this costs nothing and touches no weights.
+        fresh = torch.optim.Adam(self.policy.parameters())
+        ours = fresh.state_dict()
+        if not isinstance(saved, Mapping) or set(saved) != {"state", "param_groups"}:
+            raise ValueError("checkpoint 'optimizer' must hold 'state' and 'param_groups'")
+        groups = saved["param_groups"]
+        if (not isinstance(groups, list) or len(groups) != len(ours["param_groups"])
+                or any(not isinstance(g, Mapping) or list(g.get("params", ())) != list(o["params"])
+                       for g, o in zip(groups, ours["param_groups"]))):
+            raise ValueError("checkpoint 'optimizer' has other parameter groups than this env's optimiser")
+        shapes = dict(zip((i for g in ours["param_groups"] for i in g["params"]),
+                          (tuple(p.shape) for g in fresh.param_groups for p in g["params"])))
+        if not isinstance(saved["state"], Mapping):
+            raise ValueError("checkpoint 'optimizer' state must be a mapping")
+        for index, entry in saved["state"].items():
+            if index not in shapes or not isinstance(entry, Mapping):
+                raise ValueError(f"checkpoint 'optimizer' has state for an unknown parameter {index!r:.40}")
+            for name, value in entry.items():
+                if not isinstance(value, torch.Tensor):
+                    raise ValueError(f"checkpoint 'optimizer' state {index}.{name} is not a tensor")
+                if value.dim() and tuple(value.shape) != shapes[index]:
+                    raise ValueError(f"checkpoint 'optimizer' state {index}.{name} has shape {tuple(value.shape)}, "
+                                     f"expected {shapes[index]}")
 
     def _world_load_state(self, state: Mapping[str, Any]) -> None:
         # The trainer is rebuilt from the initial weights first, so a KL reference is the initial policy.

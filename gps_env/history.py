@@ -95,18 +95,43 @@ class PromptHistory:
     def state_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key).copy() for key in self.KEYS}
 
-    def check_state(self, state: Mapping[str, Any]) -> None:
-        """Raise ``ValueError`` naming the field unless ``state`` is a history of this shape."""
+    def check_state(self, state: Mapping[str, Any], step: int | None = None) -> None:
+        """Raise ``ValueError`` naming the field unless ``state`` is a history of this shape whose values could
+        have come from an episode (counts >= 0, successes <= rollouts, ids in range, rewards in [0, 1], no
+        prompt seen after ``step``)."""
         n, b, k = self.n, self.batch_size, self.k
         shapes = {"times_selected": (n,), "rollouts": (n,), "successes": (n,), "last_seen": (n,),
                   "last_batch": (b,), "last_rewards": (b, k)}
         if not isinstance(state, Mapping):
             raise ValueError(f"checkpoint history must be a mapping, got {type(state).__name__}")
+        extra = set(state) - set(shapes)
+        if extra:
+            raise ValueError(f"checkpoint history has unknown fields {sorted(extra)}")
+        arrays = {}
         for key, shape in shapes.items():
             if key not in state:
                 raise ValueError(f"checkpoint history has no {key!r}")
-            if np.shape(state[key]) != shape:
-                raise ValueError(f"checkpoint history {key!r} has shape {np.shape(state[key])}, expected {shape}")
+            value = np.asarray(state[key])
+            if value.shape != shape:
+                raise ValueError(f"checkpoint history {key!r} has shape {value.shape}, expected {shape}")
+            numeric = np.issubdtype(value.dtype, np.integer) or (
+                key == "last_rewards" and np.issubdtype(value.dtype, np.floating))
+            if not numeric:
+                raise ValueError(f"checkpoint history {key!r} has dtype {value.dtype}, expected integers"
+                                 + (" or floats" if key == "last_rewards" else ""))
+            arrays[key] = value
+        for key in ("times_selected", "rollouts", "successes"):
+            if np.any(arrays[key] < 0):
+                raise ValueError(f"checkpoint history {key!r} has negative counts")
+        if np.any(arrays["successes"] > arrays["rollouts"]):
+            raise ValueError("checkpoint history 'successes' exceeds 'rollouts' for some prompt")
+        if np.any(arrays["last_seen"] < -1) or (step is not None and np.any(arrays["last_seen"] > step)):
+            raise ValueError(f"checkpoint history 'last_seen' must lie in [-1, step={step}]")
+        if np.any((arrays["last_batch"] < -1) | (arrays["last_batch"] >= n)):
+            raise ValueError(f"checkpoint history 'last_batch' holds ids outside [-1, {n})")
+        rewards = arrays["last_rewards"]
+        if not np.all((rewards >= 0) & (rewards <= 1)):
+            raise ValueError("checkpoint history 'last_rewards' must lie in [0, 1]")
 
     def load_state_dict(self, state: Mapping[str, Any], step: int) -> None:
         """Restore a state checked by :meth:`check_state`, at ``step``."""

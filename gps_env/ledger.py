@@ -8,8 +8,9 @@ once, as probe. The selector's budget is ``train + probe`` rollouts; ``eval`` is
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -108,10 +109,36 @@ class RolloutLedger:
         return self.summary(seconds=True)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rollouts = {p: int(state["rollouts"][p]) for p in PURPOSES}
-        self.prompt_tokens = {p: int(state["prompt_tokens"][p]) for p in PURPOSES}
-        self.completion_tokens = {p: int(state["completion_tokens"][p]) for p in PURPOSES}
-        self.seconds = {p: {ph: float(state["seconds"][p][ph]) for ph in PHASES} for p in PURPOSES}
-        self.steps = int(state["steps"])
-        self.trained_groups = int(state["groups"]["trained"])
-        self.mixed_groups = int(state["groups"]["mixed"])
+        """Restore :meth:`state_dict`'s output; a malformed state raises ``ValueError`` naming the field and
+        changes nothing."""
+
+        def count(value: Any, name: str) -> int:
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(f"ledger state {name!r} must be a non-negative integer, got {value!r:.40}")
+            return int(value)
+
+        def seconds(value: Any, name: str) -> float:
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not 0 <= value < math.inf:
+                raise ValueError(f"ledger state {name!r} must be finite non-negative seconds, got {value!r:.40}")
+            return float(value)
+
+        def table(key: str) -> Mapping[str, Any]:
+            value = state.get(key) if isinstance(state, Mapping) else None
+            if not isinstance(value, Mapping):
+                raise ValueError(f"ledger state has no mapping {key!r}")
+            return value
+
+        try:
+            rollouts = {p: count(table("rollouts")[p], f"rollouts.{p}") for p in PURPOSES}
+            prompt = {p: count(table("prompt_tokens")[p], f"prompt_tokens.{p}") for p in PURPOSES}
+            completion = {p: count(table("completion_tokens")[p], f"completion_tokens.{p}") for p in PURPOSES}
+            secs = {p: {ph: seconds(table("seconds")[p][ph], f"seconds.{p}.{ph}") for ph in PHASES} for p in PURPOSES}
+            steps = count(state["steps"], "steps")
+            trained = count(table("groups")["trained"], "groups.trained")
+            mixed = count(table("groups")["mixed"], "groups.mixed")
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"ledger state is missing a field: {e}") from None
+        if mixed > trained:
+            raise ValueError(f"ledger state has more mixed groups ({mixed}) than trained ones ({trained})")
+        self.rollouts, self.prompt_tokens, self.completion_tokens, self.seconds = rollouts, prompt, completion, secs
+        self.steps, self.trained_groups, self.mixed_groups = steps, trained, mixed

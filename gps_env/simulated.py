@@ -240,7 +240,7 @@ class SimulatedPromptSelectionEnv(PromptSelectionContract):
         rollout_budget: int | None = None,
         world_seed: int = 0,
         config: SimConfig | None = None,
-        time_in_info: bool = True,
+        time_in_info: bool = False,
         render_mode: str | None = None,
     ) -> None:
         check_settings(rollouts_per_prompt, max_steps, eval_every, eval_rollouts, rollout_budget, render_mode)
@@ -338,8 +338,19 @@ class SimulatedPromptSelectionEnv(PromptSelectionContract):
         if not isinstance(model, Mapping) or set(model) != {"phi", "memory", "v", "updates", "learnt"}:
             raise ValueError("checkpoint 'model' must hold phi, memory, v, updates and learnt")
         for key, shape in (("phi", (self.config.embedding_dim,)), ("memory", (len(self.pool),))):
-            if np.shape(model[key]) != shape:
-                raise ValueError(f"checkpoint model {key!r} has shape {np.shape(model[key])}, expected {shape}")
+            value = np.asarray(model[key])
+            if value.shape != shape:
+                raise ValueError(f"checkpoint model {key!r} has shape {value.shape}, expected {shape}")
+            if not np.issubdtype(value.dtype, np.floating) or not np.all(np.isfinite(value)):
+                raise ValueError(f"checkpoint model {key!r} must hold finite floats")
+        for key in ("v", "learnt"):
+            value = model[key]
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not np.isfinite(value) \
+                    or value < 0:
+                raise ValueError(f"checkpoint model {key!r} must be a finite number >= 0, got {value!r:.40}")
+        if isinstance(model["updates"], bool) or not isinstance(model["updates"], int | np.integer) \
+                or model["updates"] < 0:
+            raise ValueError(f"checkpoint model 'updates' must be an integer >= 0, got {model['updates']!r:.40}")
 
     def _world_load_state(self, state: Mapping[str, Any]) -> None:
         model = state["model"]

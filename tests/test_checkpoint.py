@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from _resume_run import build, record
 from conftest import params_of, same_params
 
 from gps_env.agents import GPS
-from gps_env.checkpoint import Checkpointer, decode, encode, load_checkpoint, save_checkpoint
+from gps_env.checkpoint import MAGIC, Checkpointer, decode, encode, load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -111,8 +113,10 @@ def test_checkpoint_rules(tiny_policy, tmp_path):
     assert ckpt.step(env) is False and not ckpt.path.exists()  # step 1
     env.step(np.arange(4, 8))
     assert ckpt.step(env) is True and ckpt.path.exists()  # step 2
-    # The file is plain tensors and containers: it loads under weights_only=True.
-    assert isinstance(torch.load(ckpt.path, weights_only=True), dict)
+    # After its header and digest the file is plain tensors and containers: it loads under weights_only=True.
+    data = ckpt.path.read_bytes()
+    assert data.startswith(MAGIC) and hashlib.sha256(data[len(MAGIC) + 32:]).digest() == data[len(MAGIC):][:32]
+    assert isinstance(torch.load(io.BytesIO(data[len(MAGIC) + 32:]), weights_only=True), dict)
     with pytest.raises(ValueError):
         Checkpointer(tmp_path, every=0)
     wrapped = gym.wrappers.OrderEnforcing(env)
