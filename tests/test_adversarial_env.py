@@ -290,3 +290,53 @@ def test_complex_string_or_nan_predictions_are_refused(predictions):
     with pytest.raises(ValueError, match="predictions"):
         env.step({"prompts": np.arange(4), "predictions": predictions})
     assert_unchanged(before, env)
+
+
+_ARRAYS = st.one_of(
+    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=10).map(np.array),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=10).map(np.array),
+    st.lists(st.booleans(), max_size=10).map(np.array),
+    st.lists(st.text(max_size=3), max_size=10).map(np.array),
+    st.lists(st.integers(0, 63), min_size=1, max_size=8).map(lambda xs: np.array(xs, dtype=np.uint64)),
+    st.lists(st.lists(st.integers(0, 63), min_size=2, max_size=2), max_size=4).map(np.array),
+    st.integers(0, 63).map(np.int64),
+    st.none(),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(prompts=_ARRAYS, weights=st.one_of(st.none(), _ARRAYS), predictions=st.one_of(st.none(), _ARRAYS))
+def test_any_action_is_taken_whole_or_refused_with_nothing_changed(prompts, weights, predictions):
+    env = SimulatedPromptSelectionEnv(**SIM)
+    env.reset(seed=0)
+    action = {"prompts": prompts}
+    if weights is not None:
+        action["weights"] = weights
+    if predictions is not None:
+        action["predictions"] = predictions
+    before = snapshot(env)
+    try:
+        env.step(action)
+    except ValueError:
+        assert_unchanged(before, env)
+    else:  # accepted: B distinct in-range integer ids, and whatever else was given was valid
+        ids = np.asarray(prompts)
+        assert ids.shape == (4,) and np.issubdtype(ids.dtype, np.integer) and len(set(ids.tolist())) == 4
+        assert env.current_step == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(ids=_ARRAYS)
+def test_any_probe_request_is_served_or_refused_with_nothing_changed(ids):
+    env = SimulatedPromptSelectionEnv(**SIM)
+    env.reset(seed=0)
+    before = snapshot(env)
+    try:
+        rewards = env.probe(ids)
+    except ValueError:
+        assert_unchanged(before, env)
+    else:
+        idx = np.asarray(ids)
+        assert idx.ndim == 1 and idx.size and len(set(idx.tolist())) == idx.size
+        assert rewards.shape == (idx.size, env.k)
+        assert env.ledger.rollouts["probe"] == idx.size * env.k
