@@ -94,7 +94,10 @@ class AgentSpec:
         return self._embeddings
 
     def _checked(self, embeddings: Any) -> np.ndarray:
-        e = np.asarray(embeddings, dtype=np.float32)
+        try:
+            e = np.asarray(embeddings, dtype=np.float32)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"embeddings must be a real (N, d) array, got {type(embeddings).__name__}") from None
         if e.ndim != 2 or e.shape[0] != self.pool_size:
             raise ValueError(f"embeddings must have shape ({self.pool_size}, d), got {e.shape}")
         return e

@@ -133,3 +133,46 @@ def test_observation_for_another_pool_is_rejected(env_obs):
     bad = {**obs, "times_selected": np.zeros(N + 1, np.int64)}
     with pytest.raises(ValueError):
         agent.act(bad)
+
+
+@pytest.mark.parametrize("epochs", ["yes", 1.0, 1, None])
+def test_epochs_must_be_a_bool(env_obs, epochs):
+    with pytest.raises(ValueError, match="epochs"):
+        Uniform(env_obs[0], epochs=epochs)
+
+
+@pytest.mark.parametrize("seed", [None, True, 2.0, "0", -1, 2**64])
+def test_seed_must_be_an_integer_in_range(env_obs, seed):
+    with pytest.raises(ValueError, match="seed"):
+        Uniform(env_obs[0], seed=seed)
+
+
+def test_numpy_integer_seed_is_a_seed(env_obs):
+    env, obs = env_obs
+    assert np.array_equal(Uniform(env, seed=np.int64(4)).act(obs), Uniform(env, seed=4).act(obs))
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"queue": np.array([0, 1, N])}, "queue"),  # an id of a larger pool
+    ({"queue": np.array([3, 3])}, "queue"),
+    ({"queue": np.zeros((2, 2), np.int64)}, "queue"),
+    ({"queue": np.array([0.5])}, "queue"),
+    ({"learnt_step": -1}, "learnt_step"),
+    ({"learnt_step": 1.5}, "learnt_step"),
+    ({"rng": {"bit_generator": "MT19937"}}, "rng"),
+    ({"rng": None}, "rng"),
+    ({"cap_hits": 0}, "cap_hits"),  # another class's key
+])
+def test_bad_states_are_refused_and_change_nothing(env_obs, change, match):
+    env, obs = env_obs
+    agent = Uniform(env, seed=0, epochs=True)
+    agent.act(obs)
+    before = copy.deepcopy(agent.state_dict())
+    with pytest.raises(ValueError, match=match):
+        agent.load_state_dict({**before, **change})
+    after = agent.state_dict()
+    assert after["rng"] == before["rng"] and after["learnt_step"] == before["learnt_step"]
+    assert np.array_equal(after["queue"], before["queue"])
+    with pytest.raises(ValueError, match="queue"):
+        agent.load_state_dict({k: v for k, v in before.items() if k != "queue"})
+    assert np.array_equal(agent.state_dict()["queue"], before["queue"])

@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "env": {"actions", "contract", "engines", "grpo", "policy", "pool"},
     "simulated": {"contract"},
     "selectors": {"metrics"},
-    "agents": {"spec", "selectors", "models", "metrics"},
+    "agents": {"actions", "spec", "selectors", "models", "metrics"},
     "wrappers": {"selectors"},
     "integrations": {"agents", "spec", "history", "pool"},
     "bench": {"agents", "env", "simulated", "engines", "policy", "models", "metrics"},

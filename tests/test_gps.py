@@ -85,6 +85,24 @@ def test_ppm_config_validation():
         PPMConfig(hidden=30, heads=4)
 
 
+@pytest.mark.parametrize(("field", "bad"), [
+    ("lr", float("nan")), ("lr", float("inf")), ("lr", 0.0), ("lr", -1e-3), ("lr", "1e-3"), ("lr", None),
+    ("lr", True), pytest.param("lr", 10**400, id="lr-10**400"), ("kl_weight", float("nan")),
+    ("kl_weight", float("inf")), ("kl_weight", -0.5), ("kl_weight", "1"), ("hidden", 64.0), ("hidden", True),
+    ("latent", "16"), ("samples", 0), ("updates", 1.5), pytest.param("replay", 2**70, id="replay-2**70"),
+    ("layers", None), ("latent_mode", ["none"]),
+])
+def test_ppm_config_refuses_bad_fields_by_name(field, bad):
+    with pytest.raises(ValueError, match=field):
+        PPMConfig(**{field: bad})
+
+
+def test_ppm_config_takes_numpy_numbers_as_python_ones():
+    config = PPMConfig(hidden=np.int64(32), samples=np.int32(2), lr=np.float32(0.5))
+    assert type(config.hidden) is int and type(config.samples) is int and type(config.lr) is float
+    assert config == PPMConfig(hidden=32, samples=2, lr=0.5)
+
+
 def synthetic_obs(batch: np.ndarray, success: np.ndarray, step: int, n: int) -> dict[str, np.ndarray]:
     rewards = (np.arange(K)[None, :] < np.round(success * K)[:, None]).astype(np.float32)
     zeros = np.zeros(n, np.int64)
@@ -163,6 +181,31 @@ def test_gps_candidates_score_only_the_candidates_as_the_whole_pool_would(make_e
     assert action["prompts"].tolist() == expected.tolist()
 
 
+def test_gps_takes_a_numpy_seed(make_env):
+    env = make_env()
+    obs, _ = env.reset(seed=0)
+    assert GPS(env, seed=np.int64(3)).act(obs)["prompts"].tolist() == GPS(env, seed=3).act(obs)["prompts"].tolist()
+
+
+def test_gps_refuses_the_state_of_another_model_and_changes_nothing(make_env):
+    env = make_env(lenient=True)
+    agent, other = GPS(env, seed=0), GPS(env, seed=0, ppm={"latent_mode": "none"})
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(agent.act(obs))
+    agent.act(obs)
+    other.act(obs)
+    before = agent.state_dict()
+    for state, match in [(other.state_dict(), "model"),
+                         ({**before, "history": [(np.arange(B + 1), np.zeros(B + 1))] * 2}, "history"),
+                         ({**before, "optimizer": other.state_dict()["optimizer"]}, "optimizer")]:
+        with pytest.raises(ValueError, match=match):
+            agent.load_state_dict(state)
+        after = agent.state_dict()
+        assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
+        assert torch.equal(after["generator"], before["generator"]) and after["steps_seen"] == before["steps_seen"]
+        assert all(np.array_equal(a, b) for pair in zip(after["history"], before["history"]) for a, b in zip(*pair))
+
+
 def test_gps_state_dict_round_trip(make_env):
     env = make_env(lenient=True, max_steps=6)
     a = GPS(env, seed=0)
@@ -178,6 +221,19 @@ def test_gps_state_dict_round_trip(make_env):
 
 def test_gps_bad_input(make_env):
     env = make_env()
+    for bad in (float("nan"), float("inf"), "4", True, 0.5):
+        with pytest.raises(ValueError, match="candidates"):
+            GPS(env, candidates=bad)
+    with pytest.raises(ValueError, match="learning_rate"):
+        GPS(env, ppm={"learning_rate": 1e-3})  # an unknown field, not a TypeError
+    with pytest.raises(ValueError, match="lr"):
+        GPS(env, ppm={"lr": float("nan")})
+    with pytest.raises(ValueError, match="ppm"):
+        GPS(env, ppm="small")
+    with pytest.raises(ValueError, match="seed"):
+        GPS(env, seed=None)
+    with pytest.raises(ValueError, match="inter_step"):
+        GPS(env, inter_step="no")
     with pytest.raises(ValueError, match="lam"):
         GPS(env, lam=-0.1)
     with pytest.raises(ValueError, match="target"):

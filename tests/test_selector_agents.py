@@ -239,6 +239,29 @@ def test_weighted_grpo_weights_change_the_gradient_linearly(tiny_policy):
         (lambda env: Pairing(env, lambda_neg=-1.0), "lambda_neg"),
         (lambda env: Pairing(env, source="oracle"), "source"),
         (lambda env: Pairing(env, candidates=0.5), "candidates"),
+        (lambda env: MoPPS(env, ratio=float("inf")), "ratio"),
+        (lambda env: MoPPS(env, ratio=float("nan")), "ratio"),
+        (lambda env: MoPPS(env, ratio="16"), "ratio"),
+        (lambda env: MoPPS(env, prior=(1.0, 1.0, 1.0)), "prior"),
+        (lambda env: MoPPS(env, prior=("1", "1")), "prior"),
+        (lambda env: MoPPS(env, prior=(1.0, float("nan"))), "prior"),
+        (lambda env: MoPPS(env, prior=(1.0, -2.0)), "prior"),
+        (lambda env: MoPPS(env, target=float("nan")), "target"),
+        (lambda env: MoPPS(env, band=(0.2, float("nan"))), "band"),
+        (lambda env: MoPPS(env, band=(-0.5, 0.5)), "band"),
+        (lambda env: MoPPS(env, seed=None), "seed"),
+        (lambda env: DynamicSampling(env, max_rounds=2.5), "max_rounds"),
+        (lambda env: DynamicSampling(env, max_rounds="4"), "max_rounds"),
+        (lambda env: DynamicSampling(env, gen_batch_size=4.5), "gen_batch_size"),
+        (lambda env: DynamicSampling(env, band=("a", "b")), "band"),
+        (lambda env: DynamicSampling(env, seed=1.0), "seed"),
+        (lambda env: Pairing(env, lambda_neg=1e7), "lambda_neg"),
+        (lambda env: Pairing(env, lambda_neg=float("inf")), "lambda_neg"),
+        (lambda env: Pairing(env, lambda_neg=float("nan")), "lambda_neg"),
+        (lambda env: Pairing(env, candidates=float("inf")), "candidates"),
+        (lambda env: Pairing(env, candidates=float("nan")), "candidates"),
+        (lambda env: Pairing(env, candidates="4"), "candidates"),
+        (lambda env: Pairing(env, seed=True), "seed"),
     ],
 )
 def test_bad_constructor_arguments(make_env, factory, match):
@@ -251,3 +274,29 @@ def test_observation_from_another_env_is_refused(make_env):
     other = random_obs(np.random.default_rng(0), step=1, n=N + 3)
     with pytest.raises(ValueError, match="pool"):
         agent.act(other)
+
+
+@pytest.mark.parametrize("factory", HISTORY_FREE)
+@pytest.mark.parametrize(("shape", "key"), [({"b": B + 1}, "last_batch"), ({"k": K + 2}, "last_rewards")])
+def test_observation_of_another_batch_size_or_k_is_refused_before_anything_changes(make_env, factory, shape, key):
+    agent = factory(make_env(), 0)
+    rng = np.random.default_rng(0)
+    agent.act(random_obs(rng, step=1))
+    before = agent.state_dict()
+    with pytest.raises(ValueError, match=key):
+        agent.act(random_obs(rng, step=2, **shape))
+    after = agent.state_dict()
+    assert after.keys() == before.keys() and after["learnt_step"] == 1 and after["rng"] == before["rng"]
+    for name in ("alpha", "beta", "queue", "batch"):
+        if name in before:
+            assert np.array_equal(after[name], before[name])
+
+
+@pytest.mark.parametrize("key", ["last_batch", "last_rewards", "step"])
+def test_observation_without_a_key_the_agent_reads_is_a_value_error(make_env, key):
+    agent = MoPPS(make_env(), seed=0)
+    obs = random_obs(np.random.default_rng(0), step=1)
+    del obs[key]
+    with pytest.raises(ValueError, match=key):
+        agent.act(obs)
+    assert agent.state_dict()["learnt_step"] == 0 and np.all(agent.alpha == 1.0)

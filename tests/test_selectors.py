@@ -210,12 +210,19 @@ def test_candidate_count_is_ratio_times_b_within_b_and_the_pool(ratio, b, n):
     assert candidate_count(1, b, n) == min(b, n) and candidate_count(10**9, b, n) == n
 
 
-@pytest.mark.parametrize("bad", [0.5, 0, -2, float("nan"), float("inf"), None, "4"])
+@pytest.mark.parametrize("bad", [0.5, 0, -2, float("nan"), float("inf"), None, "4", True,
+                                 pytest.param(10**400, id="10**400"), np.array([2.0]), [4], b"4"])
 def test_candidate_count_rejects_a_bad_ratio_by_name(bad):
     with pytest.raises(ValueError, match="ratio"):
         candidate_count(bad, 8, 100)
     with pytest.raises(ValueError, match="candidates"):
         draw_candidates(np.random.default_rng(0), 100, 8, bad, name="candidates")
+
+
+@pytest.mark.parametrize("huge", [1e308, float(np.finfo(np.float64).max), 2**70, np.float64(1e300)])
+def test_candidate_count_of_a_huge_ratio_is_the_pool(huge):
+    assert candidate_count(huge, 8, 100) == 100  # not an OverflowError from round(inf)
+    assert draw_candidates(np.random.default_rng(0), 100, 8, huge).size == 100
 
 
 @settings(max_examples=100, deadline=None)

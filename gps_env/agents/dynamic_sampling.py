@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gps_env.agents.base import SelectorAgent
+from gps_env.agents.base import SelectorAgent, check_band, check_integer
 from gps_env.selectors import band_filter, top_nearest_target
 from gps_env.spec import AgentSpec
 
@@ -40,7 +40,10 @@ class DynamicSampling(SelectorAgent):
         band: ``(low, high)`` band-pass on the probed success instead of the ``0 < successes < k`` rule.
 
     After each ``act``: ``last_rounds`` (rounds used) and ``last_cap_hit``; ``cap_hits`` counts the episode's.
+    State: ``rng``, ``learnt_step``, ``cap_hits``.
     """
+
+    state_keys = (*SelectorAgent.state_keys, "cap_hits")
 
     def __init__(
         self,
@@ -51,16 +54,13 @@ class DynamicSampling(SelectorAgent):
         band: tuple[float, float] | None = None,
     ) -> None:
         super().__init__(env, seed)
-        self.gen_batch_size = self.batch_size if gen_batch_size is None else int(gen_batch_size)
-        if not self.batch_size <= self.gen_batch_size <= self.pool_size:
-            raise ValueError(
-                f"gen_batch_size must be in [batch_size={self.batch_size}, pool size={self.pool_size}], "
-                f"got {self.gen_batch_size}"
-            )
-        if max_rounds < 0:
-            raise ValueError(f"max_rounds must be >= 0 (0 = no cap), got {max_rounds}")
+        if gen_batch_size is None:
+            self.gen_batch_size = self.batch_size
+        else:
+            self.gen_batch_size = check_integer("gen_batch_size", gen_batch_size, self.batch_size, self.pool_size)
+        check_integer("max_rounds", max_rounds, 0)  # 0: no cap
         if band is not None:
-            band_filter(np.zeros(1), *band)  # validates the band
+            check_band("band", band)
         self.max_rounds, self.band = int(max_rounds), band
         self.cap_hits = 0
         self.last_rounds = 0
@@ -108,6 +108,10 @@ class DynamicSampling(SelectorAgent):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "cap_hits": self.cap_hits}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def check_state_dict(self, state: Any) -> None:
+        super().check_state_dict(state)
+        check_integer("state 'cap_hits'", state["cap_hits"], 0)
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
         self.cap_hits = int(state["cap_hits"])

@@ -12,9 +12,19 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from gps_env.agents.base import SelectorAgent
+from gps_env.agents.base import (
+    SelectorAgent,
+    check_array,
+    check_bool,
+    check_choice,
+    check_ids,
+    check_integer,
+    check_number,
+    describe,
+    finite_real,
+)
 from gps_env.models import PPM, PPMConfig
-from gps_env.selectors import draw_candidates, greedy_diverse, utility
+from gps_env.selectors import candidate_count, draw_candidates, greedy_diverse, utility
 from gps_env.selectors.screen import BFloat16Screen
 from gps_env.spec import AgentSpec
 
@@ -55,9 +65,16 @@ class GPS(SelectorAgent):
             candidates at random each step and run the greedy over them (ours; see docs/gps.md: over the
             whole pool the greedy locks onto embedding outliers and a few hundred prompts).
 
+    State: ``rng``, ``learnt_step``, the PPM's ``model`` and Adam ``optimizer`` state dicts, the latent draws'
+    torch ``generator`` state, the ``history`` of (batch (B,) ids, success (B,)) pairs the PPM trains on and
+    ``steps_seen`` (batches ever observed).
+
     The utility is scaled to [−1, 0] (divided by max(γ*, 1 − γ*)²; ours) so that λ weighs a unit-range
     utility against distances of order 1; with the raw (γ̂ − γ*)² ∈ [0, 0.25] diversity swamped it.
     """
+
+    observation_keys = ("last_batch", "last_rewards")
+    state_keys = (*SelectorAgent.state_keys, "model", "optimizer", "generator", "history", "steps_seen")
 
     def __init__(
         self,
@@ -72,17 +89,25 @@ class GPS(SelectorAgent):
         candidates: float | None = None,
     ) -> None:
         super().__init__(env, seed)
-        if candidates is not None and not candidates >= 1:
-            raise ValueError(f"candidates (a multiple of B) must be >= 1 or None, got {candidates}")
+        if candidates is not None:
+            candidate_count(candidates, self.batch_size, self.pool_size, name="candidates")
         self.candidates = candidates
-        if lam < 0 or not np.isfinite(lam):
-            raise ValueError(f"lam must be finite and >= 0, got {lam}")
-        if not 0.0 <= target <= 1.0:
-            raise ValueError(f"target must be in [0, 1], got {target}")
-        if distance not in ("cosine", "chordal"):
-            raise ValueError(f"distance must be 'cosine' or 'chordal', got {distance!r}")
-        e = np.asarray(self.spec.embeddings if embeddings is None else embeddings, dtype=np.float32)
-        if e.ndim != 2 or e.shape[0] != self.pool_size:
+        check_number("lam", lam, 0.0)
+        check_number("target", target, 0.0, 1.0)
+        check_bool("inter_step", inter_step)
+        check_choice("distance", distance, ("cosine", "chordal"))
+        if ppm is not None and not isinstance(ppm, PPMConfig | Mapping):
+            raise ValueError(f"ppm must be a PPMConfig, a mapping of its fields or None, got {type(ppm).__name__}")
+        if isinstance(ppm, Mapping):
+            unknown = sorted(map(str, set(ppm) - set(PPMConfig.__dataclass_fields__)))
+            if unknown:
+                raise ValueError(f"ppm has unknown fields {', '.join(unknown)}; PPMConfig has "
+                                 f"{', '.join(PPMConfig.__dataclass_fields__)}")
+        try:
+            e = np.asarray(self.spec.embeddings if embeddings is None else embeddings, dtype=np.float32)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"embeddings must be a real (N, d) array, got {describe(embeddings)}") from None
+        if e.ndim != 2 or e.shape[0] != self.pool_size or e.shape[1] < 1:
             raise ValueError(f"embeddings must have shape ({self.pool_size}, d), got {e.shape}")
         if not np.all(np.isfinite(e)):
             raise ValueError("embeddings contain NaN or inf")
@@ -189,11 +214,110 @@ class GPS(SelectorAgent):
             "steps_seen": self.steps_seen,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def check_state_dict(self, state: Any) -> None:
+        super().check_state_dict(state)
+        self._check_model_state(state["model"])
+        self._check_optimizer_state(state["optimizer"])
+        generator = state["generator"]
+        own = self.generator.get_state()
+        if not isinstance(generator, torch.Tensor) or generator.dtype != own.dtype or generator.shape != own.shape:
+            raise ValueError(f"state 'generator' must be a torch {own.dtype} tensor of shape {tuple(own.shape)}, "
+                             f"got {describe(generator)}")
+        try:
+            torch.Generator().set_state(generator)
+        except (RuntimeError, TypeError, ValueError):
+            raise ValueError("state 'generator' is not a valid torch generator state") from None
+        history, maxlen = state["history"], self.ppm_config.replay + 1
+        if not isinstance(history, list | tuple | deque) or len(history) > maxlen:
+            raise ValueError(f"state 'history' must be a list of at most {maxlen} (batch, success) pairs, got "
+                             f"{describe(history)}")
+        for i, entry in enumerate(history):
+            if not isinstance(entry, list | tuple) or len(entry) != 2:
+                raise ValueError(f"state 'history' entry {i} must be a (batch, success) pair, got {describe(entry)}")
+            check_ids(f"history[{i}] batch", entry[0], self.batch_size, self.pool_size)
+            check_array(f"history[{i}] success", entry[1], (self.batch_size,), low=0.0, high=1.0)
+        steps_seen = check_integer("state 'steps_seen'", state["steps_seen"], 0)
+        if len(history) != min(steps_seen, maxlen):
+            raise ValueError(f"state 'history' holds {len(history)} batches, but 'steps_seen' = {steps_seen} with "
+                             f"replay {self.ppm_config.replay} means {min(steps_seen, maxlen)}")
+
+    def _check_model_state(self, value: Any) -> None:
+        """``value`` is a state dict of this agent's PPM: the same parameter names, shapes and dtypes, finite."""
+        own = self.model.state_dict()
+        if not isinstance(value, Mapping):
+            raise ValueError(f"state 'model' must be the PPM's state dict, got {type(value).__name__}")
+        missing, extra = sorted(set(own) - set(value)), sorted(map(str, set(value) - set(own)))
+        if missing or extra:
+            raise ValueError(f"state 'model' is not this PPM's (latent_mode={self.ppm_config.latent_mode!r}): "
+                             f"missing {missing[:4]}, unknown {extra[:4]}")
+        for name, mine in own.items():
+            self._check_tensor(f"model {name!r}", value[name], mine)
+
+    @staticmethod
+    def _check_tensor(name: str, value: Any, like: torch.Tensor, low: float | None = None) -> None:
+        if not isinstance(value, torch.Tensor) or value.shape != like.shape or value.dtype != like.dtype:
+            got = (f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+                   else type(value).__name__)
+            raise ValueError(f"state {name} must be a {like.dtype} tensor of shape {tuple(like.shape)}, got {got}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"state {name} contains NaN or inf")
+        if low is not None and value.numel() and bool((value < low).any()):
+            raise ValueError(f"state {name} has values below {low}")
+
+    def _check_optimizer_state(self, value: Any) -> None:
+        """``value`` is an Adam state dict for this agent's PPM parameters (ids, shapes, hyperparameters)."""
+        own = self.optimizer.state_dict()
+        if not isinstance(value, Mapping) or set(value) != {"state", "param_groups"}:
+            raise ValueError("state 'optimizer' must be the Adam state dict ('state', 'param_groups') of the PPM")
+        groups = value["param_groups"]
+        if not isinstance(groups, list | tuple) or len(groups) != len(own["param_groups"]):
+            raise ValueError(f"state 'optimizer' must have {len(own['param_groups'])} parameter group(s)")
+        params: dict[Any, torch.Tensor] = {}
+        for group, mine, live in zip(groups, own["param_groups"], self.optimizer.param_groups):
+            if not isinstance(group, Mapping) or list(group.get("params", ())) != mine["params"]:
+                raise ValueError("state 'optimizer' is for other parameters than this PPM's")
+            params.update(zip(mine["params"], live["params"]))
+            for key, default in mine.items():
+                if key == "params" or key not in group:
+                    continue
+                if not self._like(group[key], default):
+                    raise ValueError(f"state 'optimizer' hyperparameter {key!r} is {describe(group[key])}, not like "
+                                     f"{describe(default)}")
+            check_number("state 'optimizer' lr", group.get("lr", mine["lr"]), 0.0, low_open=True)
+            for key in ("amsgrad", "capturable", "differentiable", "fused"):  # they change what the state holds
+                if key in group and group[key] != mine.get(key):
+                    raise ValueError(f"state 'optimizer' has {key}={describe(group[key])}, this PPM's Adam "
+                                     f"{describe(mine.get(key))}")
+        entries = value["state"]
+        if not isinstance(entries, Mapping) or not set(entries) <= set(params):
+            raise ValueError("state 'optimizer' holds state for parameters this PPM does not have")
+        for pid, entry in entries.items():
+            if not isinstance(entry, Mapping) or set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
+                raise ValueError(f"state 'optimizer' entry {pid} must hold Adam's 'step', 'exp_avg', 'exp_avg_sq'")
+            self._check_tensor(f"optimizer[{pid}] 'exp_avg'", entry["exp_avg"], params[pid])
+            self._check_tensor(f"optimizer[{pid}] 'exp_avg_sq'", entry["exp_avg_sq"], params[pid], low=0.0)
+            step = entry["step"]
+            step = step.item() if isinstance(step, torch.Tensor) and step.numel() == 1 else step
+            check_number(f"optimizer[{pid}] 'step'", step, 0.0)
+
+    @staticmethod
+    def _like(value: Any, default: Any) -> bool:
+        """An optimizer hyperparameter of the same kind as ours (a bool, a number, a tuple of numbers, None)."""
+        if isinstance(default, bool) or default is None:
+            return value is None or isinstance(value, bool)
+        if isinstance(default, tuple | list):
+            return (isinstance(value, tuple | list) and len(value) == len(default)
+                    and all(finite_real(v) is not None for v in value))
+        if isinstance(default, int | float):
+            return finite_real(value) is not None
+        return True
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # a copy: Adam would otherwise update the caller's tensors in place
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.generator.set_state(state["generator"])
-        self.history = deque(((np.asarray(b).copy(), np.asarray(s).copy()) for b, s in state["history"]),
-                             maxlen=self.ppm_config.replay + 1)
+        self.history = deque(((np.asarray(b, dtype=np.int64).copy(), np.asarray(s, dtype=np.float64).copy())
+                              for b, s in state["history"]), maxlen=self.ppm_config.replay + 1)
         self.steps_seen = int(state["steps_seen"])

@@ -43,15 +43,23 @@ class LearnedSelector(SelectorAgent):
             on ``CandidateWindow`` observations of shape (M, len(FEATURE_NAMES)).
         seed: seeds the candidate draws.
         candidates: M as a multiple of B; must give the M the policy was trained with.
+
+    State: ``rng`` and ``learnt_step`` (the policy is a setting, not state).
     """
+
+    observation_keys = ("rollouts", "successes", "last_seen", "last_batch", "last_rewards")
 
     def __init__(self, env: gym.Env | AgentSpec, policy: Any, seed: int = 0, candidates: float = 4.0) -> None:
         super().__init__(env, seed)
+        self.window = candidate_count(candidates, self.batch_size, self.pool_size, name="candidates")
         self._ratio = candidates  # as given: the window and the draws are computed from the same number
         self.candidates = float(candidates)
-        self.window = candidate_count(candidates, self.batch_size, self.pool_size, name="candidates")
+        if not callable(getattr(policy, "predict", None)):
+            raise ValueError(f"policy must have SB3's predict(observation, deterministic=True), got "
+                             f"{type(policy).__name__}")
         expected = (self.window, len(FEATURE_NAMES))
-        shape = tuple(getattr(getattr(policy, "observation_space", None), "shape", expected))
+        shape = getattr(getattr(policy, "observation_space", None), "shape", expected)
+        shape = tuple(shape) if isinstance(shape, tuple | list) else shape
         if shape != expected:
             raise ValueError(f"the policy takes observations of shape {shape}, but candidates={candidates} at "
                              f"B={self.batch_size} gives {expected}")

@@ -7,8 +7,23 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gps_env.agents.base import SelectorAgent
-from gps_env.selectors import band_filter, distance_to_band, draw_candidates, thompson_draws, top_nearest_target
+from gps_env.agents.base import (
+    SelectorAgent,
+    check_array,
+    check_band,
+    check_bool,
+    check_choice,
+    check_number,
+    describe,
+)
+from gps_env.selectors import (
+    band_filter,
+    candidate_count,
+    distance_to_band,
+    draw_candidates,
+    thompson_draws,
+    top_nearest_target,
+)
 from gps_env.spec import AgentSpec
 
 
@@ -46,7 +61,12 @@ class MoPPS(SelectorAgent):
         mode: ``"topk"`` or ``"threshold"``.
         band: ``(low, high)`` of the threshold mode.
         decay_every_step: decay all prompts every step instead of on observation.
+
+    State: ``rng``, ``learnt_step``, ``alpha`` and ``beta`` (the pool's Beta posteriors: (N,), positive).
     """
+
+    observation_keys = ("last_batch", "last_rewards")
+    state_keys = (*SelectorAgent.state_keys, "alpha", "beta")
 
     def __init__(
         self,
@@ -61,17 +81,20 @@ class MoPPS(SelectorAgent):
         decay_every_step: bool = False,
     ) -> None:
         super().__init__(env, seed)
-        if not (prior[0] > 0 and prior[1] > 0 and np.isfinite(prior).all()):
-            raise ValueError(f"prior must be two positive finite numbers, got {prior}")
-        if not 0.0 <= decay <= 1.0:
-            raise ValueError(f"decay must be in [0, 1], got {decay}")
-        if not ratio >= 1:
-            raise ValueError(f"ratio (candidate multiplier) must be >= 1, got {ratio}")
-        if not 0.0 <= target <= 1.0:
-            raise ValueError(f"target must be in [0, 1], got {target}")
-        if mode not in ("topk", "threshold"):
-            raise ValueError(f"mode must be 'topk' or 'threshold', got {mode!r}")
-        band_filter(np.zeros(1), *band)
+        try:
+            if isinstance(prior, str) or len(prior) != 2:
+                raise TypeError
+            check_number("prior", prior[0], 0.0, low_open=True)
+            check_number("prior", prior[1], 0.0, low_open=True)
+        except (TypeError, ValueError):
+            raise ValueError(f"prior must be two positive finite numbers (alpha0, beta0), got {describe(prior)}"
+                             ) from None
+        check_number("decay", decay, 0.0, 1.0)
+        candidate_count(ratio, self.batch_size, self.pool_size, name="ratio")
+        check_number("target", target, 0.0, 1.0)
+        check_choice("mode", mode, ("topk", "threshold"))
+        check_band("band", band)
+        check_bool("decay_every_step", decay_every_step)
         self.prior, self.decay, self.ratio, self.target = (float(prior[0]), float(prior[1])), decay, ratio, target
         self.mode, self.band, self.decay_every_step = mode, band, decay_every_step
         self.reset()
@@ -117,7 +140,14 @@ class MoPPS(SelectorAgent):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "alpha": self.alpha.copy(), "beta": self.beta.copy()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def check_state_dict(self, state: Any) -> None:
+        super().check_state_dict(state)
+        for key in ("alpha", "beta"):
+            a = check_array(key, state[key], (self.pool_size,))
+            if not np.all(a > 0):
+                raise ValueError(f"state {key!r} must be positive (Beta parameters)")
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
         self.alpha = np.asarray(state["alpha"], dtype=np.float64).copy()
         self.beta = np.asarray(state["beta"], dtype=np.float64).copy()

@@ -7,8 +7,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gps_env.agents.base import SelectorAgent
-from gps_env.selectors import draw_candidates, pairing_choice
+from gps_env.actions import MAX_WEIGHT
+from gps_env.agents.base import SelectorAgent, check_array, check_choice, check_ids, check_integer, check_number
+from gps_env.selectors import candidate_count, draw_candidates, pairing_choice
 from gps_env.spec import AgentSpec
 
 
@@ -42,12 +43,17 @@ class Pairing(SelectorAgent):
         env: the env (its probe API, with ``source="probe"``).
         seed: seed of candidate draws and tie-breaking.
         c: band width in failures/successes out of k (default 2).
-        lambda_neg: loss weight of the q⁻ groups (>= 0).
+        lambda_neg: loss weight of the q⁻ groups, in [0, ``gps_env.actions.MAX_WEIGHT``] (the env's cap).
         refresh_every: re-select every this many steps (None: once, as in the paper).
         candidates: prompts measured per selection, as a multiple of B (capped at the pool; default 4).
         source: ``"probe"`` (measure with charged probes) or ``"history"`` (use the observed success of
             prompts already trained on or probed; unseen prompts count as success 0.5).
+
+    State: ``rng``, ``learnt_step``, the current ``batch`` (B distinct ids), its loss ``weights`` and
+    ``predicted`` success (all three None before the first selection) and ``selected_at`` (its step, -1).
     """
+
+    state_keys = (*SelectorAgent.state_keys, "batch", "weights", "predicted", "selected_at")
 
     def __init__(
         self,
@@ -60,16 +66,15 @@ class Pairing(SelectorAgent):
         source: str = "probe",
     ) -> None:
         super().__init__(env, seed)
-        if not 1 <= c < self.k:
-            raise ValueError(f"c must be in [1, k={self.k}), got {c}")
-        if not (lambda_neg >= 0 and np.isfinite(lambda_neg)):
-            raise ValueError(f"lambda_neg must be finite and >= 0, got {lambda_neg}")
-        if refresh_every is not None and refresh_every < 1:
-            raise ValueError(f"refresh_every must be >= 1 or None, got {refresh_every}")
-        if not candidates >= 1:
-            raise ValueError(f"candidates (multiple of B) must be >= 1, got {candidates}")
-        if source not in ("probe", "history"):
-            raise ValueError(f"source must be 'probe' or 'history', got {source!r}")
+        if self.k < 2:
+            raise ValueError(f"pairing needs k >= 2 rollouts per prompt to see both outcomes, got k={self.k}")
+        check_integer("c", c, 1, self.k - 1)
+        check_number("lambda_neg", lambda_neg, 0.0, MAX_WEIGHT)
+        if refresh_every is not None:
+            check_integer("refresh_every", refresh_every, 1)
+        candidate_count(candidates, self.batch_size, self.pool_size, name="candidates")
+        check_choice("source", source, ("probe", "history"))
+        self.observation_keys = ("rollouts", "successes") if source == "history" else ()
         self.c, self.lambda_neg, self.refresh_every = c, float(lambda_neg), refresh_every
         self.candidates, self.source = candidates, source
         self.reset()
@@ -78,6 +83,7 @@ class Pairing(SelectorAgent):
         super().reset()
         self.batch: np.ndarray | None = None
         self.weights: np.ndarray | None = None
+        self.predicted: np.ndarray | None = None
         self.selected_at = -1
 
     def _measure(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -115,10 +121,21 @@ class Pairing(SelectorAgent):
             "selected_at": self.selected_at,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def check_state_dict(self, state: Any) -> None:
+        super().check_state_dict(state)
+        chosen = [state[key] is not None for key in ("batch", "weights", "predicted")]
+        if any(chosen) and not all(chosen):
+            raise ValueError("state 'batch', 'weights' and 'predicted' must all be None (nothing selected yet) or "
+                             "all be arrays")
+        if all(chosen):
+            check_ids("batch", state["batch"], self.batch_size, self.pool_size)
+            check_array("weights", state["weights"], (self.batch_size,), low=0.0, high=MAX_WEIGHT)
+            check_array("predicted", state["predicted"], (self.batch_size,))
+        check_integer("state 'selected_at'", state["selected_at"], -1)
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
         self.batch = None if state["batch"] is None else np.asarray(state["batch"], dtype=np.int64).copy()
         self.weights = None if state["weights"] is None else np.asarray(state["weights"]).copy()
-        if state["predicted"] is not None:
-            self.predicted = np.asarray(state["predicted"]).copy()
+        self.predicted = None if state["predicted"] is None else np.asarray(state["predicted"]).copy()
         self.selected_at = int(state["selected_at"])

@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gps_env.agents.base import SelectorAgent
+from gps_env.agents.base import SelectorAgent, check_bool, check_ids
 from gps_env.spec import AgentSpec
 
 
@@ -23,10 +23,15 @@ class Uniform(SelectorAgent):
         epochs: if True, sweep the pool in shuffled epochs like a dataloader (every prompt once per epoch;
             a batch that straddles two epochs never repeats a prompt); if False (default), draw each batch
             independently without replacement.
+
+    State: ``rng``, ``learnt_step`` and ``queue`` (the rest of the current epoch: distinct pool ids).
     """
+
+    state_keys = (*SelectorAgent.state_keys, "queue")
 
     def __init__(self, env: gym.Env | AgentSpec, seed: int = 0, epochs: bool = False) -> None:
         super().__init__(env, seed)
+        check_bool("epochs", epochs)
         self.epochs = epochs
         self._queue = np.empty(0, dtype=np.int64)
 
@@ -48,6 +53,10 @@ class Uniform(SelectorAgent):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "queue": self._queue.copy()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def check_state_dict(self, state: Any) -> None:
+        super().check_state_dict(state)
+        check_ids("queue", state["queue"], None, self.pool_size)
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
         self._queue = np.asarray(state["queue"], dtype=np.int64).copy()

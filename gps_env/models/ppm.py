@@ -16,6 +16,8 @@ the ancestors' encoders. The first decoder layer is split, ``W [e; z] = W_e e + 
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -57,15 +59,27 @@ class PPMConfig:
     latent_mode: str = "stochastic"
 
     def __post_init__(self) -> None:
-        if self.latent_mode not in ("stochastic", "none"):
-            raise ValueError(f"latent_mode must be 'stochastic' or 'none', got {self.latent_mode!r}")
+        """Raise ``ValueError`` naming the field unless every field is of its type and in its range."""
+        if not isinstance(self.latent_mode, str) or self.latent_mode not in ("stochastic", "none"):
+            raise ValueError(f"latent_mode must be 'stochastic' or 'none', got {self.latent_mode!r:.80}")
         for name in ("hidden", "latent", "layers", "heads", "samples", "updates", "replay"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value < 2**31:
+                raise ValueError(f"{name} must be an integer in [1, 2**31), got {value!r:.80}")
+            if type(value) is not int:  # a numpy integer: torch's shapes want Python ints
+                object.__setattr__(self, name, int(value))
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
-        if not self.lr > 0 or self.kl_weight < 0:
-            raise ValueError("lr must be > 0 and kl_weight >= 0")
+        for name, positive in (("lr", True), ("kl_weight", False)):
+            value = getattr(self, name)
+            try:
+                finite = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+            except OverflowError:  # an integer beyond float range
+                finite = False
+            if not finite or not (value > 0 if positive else value >= 0):
+                raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r:.80}")
+            if type(value) not in (int, float):
+                object.__setattr__(self, name, float(value))
 
 
 class SetEncoder(nn.Module):

@@ -38,12 +38,18 @@ def candidate_count(ratio: float, batch_size: int, pool_size: int, *, name: str 
         ValueError: ``ratio`` (called ``name`` in the message) is not a finite number >= 1.
     """
     try:
-        valid = math.isfinite(float(ratio)) and ratio >= 1
-    except (TypeError, ValueError):
+        valid = (not isinstance(ratio, bool | np.bool_ | str | bytes) and np.ndim(ratio) == 0
+                 and math.isfinite(float(ratio)) and ratio >= 1)
+    except (TypeError, ValueError, OverflowError):
         valid = False
     if not valid:
-        raise ValueError(f"{name} (candidates per batch slot) must be a finite number >= 1, got {ratio!r}")
-    return int(min(pool_size, max(batch_size, round(ratio * batch_size))))
+        text = repr(ratio)
+        raise ValueError(f"{name} (candidates per batch slot) must be a finite number >= 1, got "
+                         f"{text if len(text) <= 80 else text[:77] + '...'}")
+    wanted = ratio * batch_size
+    if wanted >= pool_size:  # the whole pool (round() of a float overflowing to inf would raise)
+        return int(pool_size)
+    return int(min(pool_size, max(batch_size, round(wanted))))
 
 
 def draw_candidates(rng: np.random.Generator, pool_size: int, batch_size: int, ratio: float, *,

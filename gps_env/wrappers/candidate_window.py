@@ -59,7 +59,10 @@ class CandidateWindow(gym.Wrapper):
     def step(self, action: Any):
         if self._obs is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        scores = np.asarray(action, dtype=np.float64)
+        try:
+            scores = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected {self.window} candidate scores, got {type(action).__name__}") from None
         if scores.shape != (self.window,):
             raise ValueError(f"expected {self.window} candidate scores, got shape {scores.shape}")
         batch = top_scored(self._candidates, scores, self.batch_size)
