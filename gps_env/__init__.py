@@ -13,10 +13,9 @@ the model-free agents do not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from gymnasium.envs.registration import register
+
+from gps_env._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -47,13 +46,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'gps_env' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gps_env"
 #: level or inside a function. Data flows one way: obs -> agent -> action -> env -> engine -> verifier -> GRPO
 #: -> ledger -> obs; the bench and the trainer integrations sit on top. docs/architecture.md draws this table.
 ALLOWED: dict[str, set[str]] = {
+    "_lazy": set(),
     "ledger": set(),
     "metrics": set(),
     "actions": set(),
@@ -31,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "env": {"actions", "contract", "engines", "grpo", "policy", "pool"},
     "simulated": {"contract"},
     "selectors": {"metrics"},
-    "agents": {"actions", "spec", "selectors", "models", "metrics"},
+    "agents": {"_lazy", "actions", "spec", "selectors", "models", "metrics"},
     "wrappers": {"selectors"},
     "integrations": {"agents", "spec", "history", "pool"},
     "bench": {"agents", "env", "simulated", "engines", "policy", "models", "metrics"},

@@ -7,8 +7,7 @@ named selectors is :mod:`gps_env.agents.registry`.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gps_env._lazy import lazy_exports
 
 _EXPORTS = {
     "GPS": "gps_env.agents.gps",
@@ -23,13 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'gps_env.agents' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
