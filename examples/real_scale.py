@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--train", help="training prompts file (default: Countdown files written here)")
     parser.add_argument("--test", help="held-out prompts file")
     parser.add_argument("--format", default="countdown", help="math-lighteval, deepscaler, countdown, prompt-answer")
+    parser.add_argument("--duplicates", choices=("error", "first"), default="error",
+                        help="a prompt that repeats in a file: refuse the file naming both lines, or keep the first")
     parser.add_argument("--selectors", nargs="+", default=["gps", "uniform"], choices=sorted(SELECTORS))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -86,8 +88,8 @@ def main() -> None:
         args.train, args.test = write_countdown_files(args.checkpoint_dir / "data", 400, 100)
     elif args.test is None:
         parser.error("--test is required with --train")
-    train, task = load_dataset_file(args.train, args.format)
-    test, _ = load_dataset_file(args.test, args.format, task=task)
+    train, task = load_dataset_file(args.train, args.format, duplicates=args.duplicates)
+    test, _ = load_dataset_file(args.test, args.format, task=task, duplicates=args.duplicates)
     model = Path(args.model) if args.model else warm_start(PolicyConfig())
 
     env = PromptSelectionEnv(

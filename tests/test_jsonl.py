@@ -91,7 +91,7 @@ def test_missing_or_non_string_field(tmp_path, record, needle):
     with pytest.raises(ValueError) as err:
         load_jsonl(path)
     message = str(err.value)
-    assert "fields.jsonl" in message and ":2:" in message and needle in message
+    assert "fields.jsonl" in message and ":2:" in message and needle in message and "must be a string, got" in message
 
 
 @pytest.mark.parametrize("line", ["[1, 2]", '"just a string"', "42", "null"])
@@ -106,4 +106,28 @@ def test_empty_file(tmp_path, content):
     path = tmp_path / "empty.jsonl"
     path.write_text(content)
     with pytest.raises(ValueError, match="empty.jsonl.*no records"):
+        load_jsonl(path)
+
+
+def test_repeated_prompts_are_an_error_naming_both_lines(tmp_path):
+    path = write(tmp_path / "dup.jsonl", [json.dumps({"prompt": "1+1=", "answer": "2"}), "",
+                                          json.dumps({"prompt": "2+2=", "answer": "4"}),
+                                          json.dumps({"prompt": "1+1=", "answer": "3"})])
+    with pytest.raises(ValueError, match=r"dup\.jsonl:4: the prompt of .*dup\.jsonl:1 again \('1\+1='\)"):
+        load_jsonl(path)
+    problems, _ = load_jsonl(path, duplicates="first")
+    assert [(p.prompt, p.answer) for p in problems] == [("1+1=", "2"), ("2+2=", "4")]
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b'{"prompt": "a", "answer": "\xe9"}\n', r"bytes\.jsonl:1: field 'answer' is not UTF-8 text"),
+    ('{"prompt": "a", "answer": "b"}\n'.encode("utf-16"), r"bytes\.jsonl:1: the file is UTF-16 text"),
+    (b'{"prompt": "\\ud800", "answer": "b"}\n', r"bytes\.jsonl:1: field 'prompt' has a lone surrogate"),
+    (b'{"prompt": "a", "answer": "b", "m": ' + b"[" * 3000 + b"]" * 3000 + b"}", r"bytes\.jsonl:1: field 'm' nests"),
+    (b'{"prompt": "a", "answer": ' + b"9" * 5000 + b"}", r"bytes\.jsonl:1: field 'answer' is an integer of 5000"),
+])
+def test_bad_bytes_name_file_line_and_field(tmp_path, content, needle):
+    path = tmp_path / "bytes.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=needle):
         load_jsonl(path)

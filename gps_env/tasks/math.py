@@ -8,8 +8,18 @@ one inside the worker (a ``SIGALRM`` timer after ``time_limit`` seconds, which l
 and a hard one in the parent, ``time_limit + 1`` seconds, after which the worker is killed and a fresh one
 starts on the next call. Either way the item scores 0 and :attr:`MathTask.timeouts` counts it.
 
-Model text is never evaluated, only parsed, and completions longer than ``max_completion_chars`` score 0
-unparsed. Needs the ``math`` extra (``pip install 'gps-env[math]'``) and a POSIX system (the worker's
+Model text is never evaluated, only parsed, and :class:`MathTask` bounds what it sends to the worker (it
+fails closed: refused text scores 0 unparsed, counted in :attr:`MathTask.rejected`):
+
+* length: completions longer than ``max_completion_chars`` (default 16,384) characters;
+* nesting: completions or gold answers whose brackets (``{``, ``(`` and ``[`` counted together, see
+  :func:`nesting_depth`) nest deeper than ``max_nesting`` (default 10). math-verify's LaTeX parser takes
+  time exponential in the depth (``\\frac{1}{`` twenty deep: minutes), and past a few hundred levels it
+  gives up on the whole answer;
+* unreadable text: a NUL character or a lone UTF-16 surrogate, which no answer needs.
+
+The worker parses a completion's first candidate answer only, and any error there scores 0 (see
+``_math_worker.py``). Needs the ``math`` extra (``pip install 'gps-env[math]'``) and a POSIX system (the worker's
 timer and the parent's deadline use ``setitimer`` and ``select``).
 """
 
@@ -18,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import re
 import select
 import subprocess
 import sys
@@ -32,6 +43,40 @@ _WORKER = Path(__file__).with_name("_math_worker.py")
 #: Seconds the parent waits beyond ``time_limit`` before it kills a worker that ignores its own alarm.
 HARD_LIMIT_GRACE = 1.0
 _INSTALL_HINT = "math-verify is not installed: pip install 'gps-env[math]'"
+#: Default of :attr:`MathTask.max_nesting`: ``\\frac{\\sqrt{2}}{2}`` nests 2 deep inside ``\\boxed{}``; ten
+#: levels parse in well under a second.
+DEFAULT_MAX_NESTING = 10
+_NOT_BRACKETS = re.compile(r"[^{}()\[\]]+")
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest bracket nesting in ``text``: ``{``, ``(`` and ``[`` counted together as one kind.
+
+    A closer of any kind closes one level; closers with nothing open are ignored (the depth never goes below
+    0), and openers never closed still count.
+
+    >>> nesting_depth(r"\\boxed{\\frac{1}{(2)}}"), nesting_depth(")))(("), nesting_depth("[x)")
+    (3, 2, 1)
+    """
+    depth = deepest = 0
+    for char in _NOT_BRACKETS.sub("", text):
+        if char in "{([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
+
+
+def _unreadable(text: str) -> bool:
+    """Whether ``text`` has a NUL character or a lone surrogate (text no math answer is written in)."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def last_boxed(text: str) -> str | None:
@@ -105,7 +150,9 @@ class MathVerifier:
 
         ``gold`` is LaTeX without delimiters (``\\frac{1}{2}``); ``completion`` is free text in which
         math-verify looks for a boxed answer, LaTeX or a plain expression. A worker that hits the hard
-        limit or dies is killed; the next call starts a fresh one.
+        limit, dies or replies something that is not a reply is killed (``None``); the next call starts a
+        fresh one. Only time is bounded here: :class:`MathTask` also bounds length and nesting before it
+        calls this.
         """
         with self._lock:
             process = self._process or self._start()
@@ -116,10 +163,13 @@ class MathVerifier:
                 self.close()
                 return None
             reply = self._read(process, self.time_limit + HARD_LIMIT_GRACE)
-            if reply is None:
+            if reply == {"timeout": True}:
+                return None
+            ok = reply.get("ok") if reply is not None and len(reply) == 1 else None
+            if not isinstance(ok, bool):  # no reply in time, or not one of ours: fail closed
                 self.close()
                 return None
-            return None if reply.get("timeout") else bool(reply["ok"])
+            return ok
 
     def close(self) -> None:
         """Stop the worker (a later :meth:`check` starts a new one)."""
@@ -144,35 +194,63 @@ class MathVerifier:
 
     @staticmethod
     def _read(process: subprocess.Popen, timeout: float) -> dict[str, Any] | None:
-        """The worker's next reply line, or ``None`` if none came within ``timeout`` seconds or it died."""
+        """The worker's next reply, or ``None`` if none came within ``timeout`` seconds, it died, or the line
+        is not a JSON object."""
         ready, _, _ = select.select([process.stdout], [], [], timeout)
         line = process.stdout.readline() if ready else ""
-        return json.loads(line) if line else None
+        try:
+            reply = json.loads(line) if line else None
+        except ValueError:
+            return None
+        return reply if isinstance(reply, dict) else None
 
 
 class MathTask(Task):
     """Math problems with a reference answer in LaTeX, scored by math-verify under a hard time limit.
 
     A completion scores 1 when math-verify finds in it an answer equivalent to ``problem.answer``; 0 when
-    it does not, when it is longer than ``max_completion_chars``, or when verification runs out of time.
-    Timed-out verifications are counted in :attr:`timeouts` (the env reports them in ``info``).
+    it does not, when verification runs out of time (counted in :attr:`timeouts`, which the env reports in
+    ``info``), or when the text is refused before it is parsed (counted in :attr:`rejected`): a completion
+    longer than ``max_completion_chars``, a completion or gold answer nested deeper than ``max_nesting``
+    (:func:`nesting_depth`), or one with a NUL character or a lone surrogate. The bounds keep the worker's
+    time per item small and make hostile text fail closed: math-verify's parser is exponential in the
+    nesting depth, and on an answer too deep to parse it used to fall back to an inner fragment, so
+    ``\\boxed{{{...{\\frac{1}{2}}...}}+7}`` scored as ``\\frac{1}{2}``.
 
     Args:
         name: the task name problems refer to.
         time_limit: seconds per verification (see :class:`MathVerifier`).
-        max_completion_chars: longer completions score 0 without being parsed.
+        max_completion_chars: longer completions score 0 without being parsed (an integer >= 1).
         memory_limit_mb: the worker's address-space limit.
+        max_nesting: completions and gold answers whose brackets nest deeper score 0 without being parsed
+            (an integer >= 1; default :data:`DEFAULT_MAX_NESTING`).
     """
 
     def __init__(self, name: str = "math", time_limit: float = 5.0, max_completion_chars: int = 16384,
-                 memory_limit_mb: int | None = 4096) -> None:
+                 memory_limit_mb: int | None = 4096, max_nesting: int = DEFAULT_MAX_NESTING) -> None:
+        for key, value in (("max_completion_chars", max_completion_chars), ("max_nesting", max_nesting)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
         self.name = name
-        self.max_completion_chars = max_completion_chars
+        self.max_completion_chars, self.max_nesting = max_completion_chars, max_nesting
         self.verifier = MathVerifier(time_limit, memory_limit_mb)
         self.timeouts = 0
+        #: Verifications refused before parsing (too long, too deeply nested, NUL or lone surrogate).
+        self.rejected = 0
+
+    def verify(self, completion: str, problem: Problem) -> float:
+        if isinstance(completion, str) and len(completion) > self.max_completion_chars:
+            self.rejected += 1  # Task.verify scores it 0 unparsed
+        return super().verify(completion, problem)
 
     def score(self, completion: str, problem: Problem) -> bool:
-        result = self.verifier.check(problem.answer, completion)
+        gold = problem.answer
+        if not isinstance(gold, str):
+            raise TypeError(f"a math problem's answer must be a string, got {type(gold).__name__}")
+        if any(_unreadable(text) or nesting_depth(text) > self.max_nesting for text in (completion, gold)):
+            self.rejected += 1
+            return False
+        result = self.verifier.check(gold, completion)
         if result is None:
             self.timeouts += 1
             return False
