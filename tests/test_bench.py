@@ -386,7 +386,8 @@ def test_registry_builds_every_selector():
     assert agents["gps-nolatent"].ppm_config.latent_mode == "none"
     assert agents["gps"].ppm_config.latent_mode != "none"
     assert registry.MAIN_SELECTORS == ("uniform", "ds", "mopps", "pairing", "gps")
-    assert {n for n, e in registry.SELECTORS.items() if e.probes} == {"ds", "pairing", "pairing-fixed"}
+    probing = {"ds", "pairing", "pairing-fixed", "greso-probe", "speed-rl", "learnability"}
+    assert {n for n, e in registry.SELECTORS.items() if e.probes} == probing
     assert all(e.summary for e in registry.SELECTORS.values())
     assert registry.SELECTORS["ppo"].target == "gps_env.agents.learned:pretrained"
 

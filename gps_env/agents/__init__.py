@@ -10,7 +10,12 @@ from __future__ import annotations
 from gps_env._lazy import lazy_exports
 
 _EXPORTS = {
+    "DPS": "gps_env.agents.dps",
     "GPS": "gps_env.agents.gps",
+    "GRESO": "gps_env.agents.greso",
+    "Learnability": "gps_env.agents.learnability",
+    "PromptReplay": "gps_env.agents.prompt_replay",
+    "SpeedRL": "gps_env.agents.speed_rl",
     "DynamicSampling": "gps_env.agents.dynamic_sampling",
     "LearnedSelector": "gps_env.agents.learned",
     "MoPPS": "gps_env.agents.mopps",
