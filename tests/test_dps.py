@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _sim_agents import B, K, N, prompts_of, world
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gps_env.agents.dps import DPS, PARTIAL, SOLVED, UNSOLVED
-from gps_env.simulated import SimulatedPromptSelectionEnv
 
-N, B, K = 200, 8, 8
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LEARNT = ("learnt_step", "counts", "belief", "previous")
 
 
-def make_env(max_steps: int = 50) -> SimulatedPromptSelectionEnv:
-    return SimulatedPromptSelectionEnv(pool_size=200, heldout_size=20, batch_size=8, eval_every=0,
-                                       max_steps=max_steps)
 
 
 def group(outcome: int, rng: np.random.Generator) -> np.ndarray:
@@ -41,12 +37,10 @@ def random_obs(rng: np.random.Generator, step: int) -> dict[str, np.ndarray]:
     return obs_of(batch, np.stack([group(int(o), rng) for o in rng.integers(0, 3, size=B)]), step)
 
 
-def prompts_of(action) -> np.ndarray:
-    return np.asarray(action["prompts"] if isinstance(action, dict) else action)
 
 
 def run(seed: int, steps: int, **kwargs) -> list[np.ndarray]:
-    env = make_env(max_steps=steps)
+    env = world(max_steps=steps)
     obs, _ = env.reset(seed=0)
     agent = DPS(env, seed=seed, **kwargs)
     batches = []
@@ -72,7 +66,7 @@ def test_batches_are_valid_and_seeded(seed, steps, decay):
 @FAST
 @given(seed=st.integers(0, 2**32))
 def test_same_observation_twice_does_not_learn_twice(seed):
-    agent = DPS(make_env(), seed=seed)
+    agent = DPS(world(), seed=seed)
     obs = random_obs(np.random.default_rng(seed), step=1)
     agent.act(obs)
     learnt = agent.state_dict()
@@ -86,7 +80,7 @@ def test_same_observation_twice_does_not_learn_twice(seed):
 @given(seed=st.integers(0, 2**32), steps=st.integers(0, 6))
 def test_state_dict_round_trips_exactly(seed, steps):
     rng = np.random.default_rng(seed)
-    env = make_env()
+    env = world()
     agent, clone = DPS(env, seed=seed), DPS(env, seed=seed + 1)
     for step in range(1, steps + 1):
         agent.act(random_obs(rng, step))
@@ -105,7 +99,7 @@ def test_state_dict_round_trips_exactly(seed, steps):
 ])
 def test_bad_constructor_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
-        DPS(make_env(), **kwargs)
+        DPS(world(), **kwargs)
 
 
 @FAST
@@ -113,7 +107,7 @@ def test_bad_constructor_arguments(kwargs, name):
        prior=st.floats(0.01, 100.0))
 def test_state_probabilities_sum_to_one(seed, steps, decay, prior):
     rng = np.random.default_rng(seed)
-    agent = DPS(make_env(), seed=seed, decay=decay, prior=prior)
+    agent = DPS(world(), seed=seed, decay=decay, prior=prior)
     for step in range(1, steps + 1):
         agent.act(random_obs(rng, step))
         for belief in (agent.belief, agent.previous):
@@ -126,7 +120,7 @@ def test_state_probabilities_sum_to_one(seed, steps, decay, prior):
 def test_a_fresh_prompt_observed_partial_rises(seed, idle, decay, prior):
     """A never-observed prompt (left idle for a while, others observed) sits at 1/3; one partial lifts it."""
     rng = np.random.default_rng(seed)
-    agent = DPS(make_env(), seed=seed, decay=decay, prior=prior)
+    agent = DPS(world(), seed=seed, decay=decay, prior=prior)
     others = np.arange(1, N)
     for step in range(1, idle + 1):
         batch = rng.choice(others, size=B, replace=False)
@@ -145,7 +139,7 @@ def test_partial_again_raises_partial(seed, history, decay, prior):
     """After any history (-1: prompt 0 not observed that step), observing partial twice in a row: the second
     raises P(partial) above what the first left."""
     rng = np.random.default_rng(seed)
-    agent = DPS(make_env(), seed=seed, decay=decay, prior=prior)
+    agent = DPS(world(), seed=seed, decay=decay, prior=prior)
     others = np.arange(1, N)
     outcomes = [*history, PARTIAL, PARTIAL]
     after = []
@@ -165,7 +159,7 @@ def test_an_alternating_prompt_predicts_the_alternation():
     """The documented exception: after solved, partial, solved, ... the HMM expects "solved" after a partial, so
     observing partial lowers P(partial). DPS learns transitions, not a level."""
     rng = np.random.default_rng(0)
-    agent = DPS(make_env(), seed=0, decay=1.0)
+    agent = DPS(world(), seed=0, decay=1.0)
     others = np.arange(1, N)
     for step in range(1, 21):
         outcome = SOLVED if step % 2 else PARTIAL
@@ -177,7 +171,7 @@ def test_an_alternating_prompt_predicts_the_alternation():
 
 
 def test_outcomes_binarise_at_one():
-    agent = DPS(make_env())
+    agent = DPS(world())
     rewards = np.array([[0.0] * K, [0.9] * K, [1.0] * K, [1.0] + [0.0] * (K - 1)])
     assert agent.outcomes(rewards).tolist() == [UNSOLVED, UNSOLVED, SOLVED, PARTIAL]
 
@@ -187,7 +181,7 @@ def test_outcomes_binarise_at_one():
     ("previous", np.full((N, 3), -1.0)), ("belief", "x"), ("learnt_step", -1),
 ])
 def test_bad_states_are_refused_before_anything_changes(key, value):
-    agent = DPS(make_env(), seed=0)
+    agent = DPS(world(), seed=0)
     agent.act(random_obs(np.random.default_rng(0), step=1))
     before = agent.state_dict()
     with pytest.raises(ValueError, match=key):

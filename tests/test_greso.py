@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _sim_agents import B, K, N, assert_valid, world
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gps_env.agents.greso import GRESO
-from gps_env.simulated import SimulatedPromptSelectionEnv
 from gps_env.spec import AgentSpec
 
-N, B, K = 200, 8, 8
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LEARNT = ("learnt_step", "p_easy", "p_hard", "easy_run", "hard_run")
 MODES = [{}, {"probe": True}, {"probe": True, "gen_batch_size": 16, "max_rounds": 2}]
 
 
-def make_env(max_steps: int = 50) -> SimulatedPromptSelectionEnv:
-    return SimulatedPromptSelectionEnv(pool_size=200, heldout_size=20, batch_size=8, eval_every=0,
-                                       max_steps=max_steps)
 
 
 def random_obs(rng: np.random.Generator, step: int) -> dict[str, np.ndarray]:
@@ -31,13 +27,10 @@ def random_obs(rng: np.random.Generator, step: int) -> dict[str, np.ndarray]:
             "times_selected": np.zeros(N, np.int64), "step": np.array([step], np.int64)}
 
 
-def assert_valid(batch: np.ndarray) -> None:
-    assert batch.shape == (B,) and batch.dtype == np.int64
-    assert np.unique(batch).size == B and batch.min() >= 0 and batch.max() < N
 
 
 def run(seed: int, steps: int, **kwargs) -> list[np.ndarray]:
-    env = make_env(max_steps=steps)
+    env = world(max_steps=steps)
     obs, _ = env.reset(seed=0)
     agent = GRESO(env, seed=seed, **kwargs)
     batches = []
@@ -61,7 +54,7 @@ def test_batches_are_valid_and_seeded(seed, steps, mode):
 def test_same_observation_twice_does_not_learn_twice(seed, steps, mode):
     """What the agent learnt is unchanged by a second ``act`` on the same step (its shuffled pass and the
     pending probe outcomes do move: a second ``act`` is a second selection)."""
-    env = make_env()
+    env = world()
     obs, _ = env.reset(seed=0)
     agent = GRESO(env, seed=seed, **MODES[mode])
     for _ in range(steps):
@@ -78,7 +71,7 @@ def test_same_observation_twice_does_not_learn_twice(seed, steps, mode):
 @given(seed=st.integers(0, 2**32), steps=st.integers(0, 30), mode=st.sampled_from(range(len(MODES))))
 def test_state_dict_round_trips_exactly(seed, steps, mode):
     """A clone loaded from the state picks the same next batches (probing again is free: the env caches)."""
-    env = make_env()
+    env = world()
     obs, _ = env.reset(seed=0)
     agent, clone = GRESO(env, seed=seed, **MODES[mode]), GRESO(env, seed=seed + 1, **MODES[mode])
     for _ in range(steps):
@@ -99,13 +92,13 @@ def test_state_dict_round_trips_exactly(seed, steps, mode):
 ])
 def test_bad_constructor_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
-        GRESO(make_env(), **kwargs)
+        GRESO(world(), **kwargs)
 
 
 class CountingProbe:
     """The env's probe, recording every id it is asked for and every reward it returns."""
 
-    def __init__(self, env: SimulatedPromptSelectionEnv) -> None:
+    def __init__(self, env) -> None:
         self.env, self.calls = env, []
 
     def __call__(self, indices: np.ndarray) -> np.ndarray:
@@ -120,7 +113,7 @@ class CountingProbe:
 def test_never_seen_prompts_are_never_skipped(seed, steps, probe, p):
     """Only prompts whose last rolled-out group was all correct or all wrong are skipped; never a prompt no
     rollout has touched (low keep bases make skips frequent)."""
-    env = make_env(max_steps=steps)
+    env = world(max_steps=steps)
     obs, _ = env.reset(seed=0)
     counting = CountingProbe(env)
     agent = GRESO(AgentSpec(N, B, K, probe=counting), seed=seed, probe=probe, p_easy=p, p_hard=p)
@@ -147,7 +140,7 @@ def test_never_seen_prompts_are_never_skipped(seed, steps, probe, p):
 @given(seed=st.integers(0, 2**32), steps=st.integers(1, 30), gen=st.sampled_from([B, 2 * B]),
        rounds=st.integers(1, 4))
 def test_probe_mode_charges_every_probe_rollout(seed, steps, gen, rounds):
-    env = make_env(max_steps=steps)
+    env = world(max_steps=steps)
     obs, _ = env.reset(seed=0)
     counting = CountingProbe(env)
     agent = GRESO(AgentSpec(N, B, K, probe=counting), seed=seed, probe=True, gen_batch_size=gen,
@@ -172,7 +165,7 @@ def test_probe_mode_charges_every_probe_rollout(seed, steps, gen, rounds):
 
 def test_all_wrong_groups_count_as_hard_under_a_zero_one_verifier():
     """The reference's bug, fixed: all-0 groups are "hard", so a hard share above 2α/3 lowers p_h."""
-    agent = GRESO(make_env(), seed=0)
+    agent = GRESO(world(), seed=0)
     agent.act(random_obs(np.random.default_rng(0), step=0))  # step 0: nothing to learn
     agent.epoch = 1  # past the first pass: adaptation is on
     obs = random_obs(np.random.default_rng(1), step=1)
@@ -190,7 +183,7 @@ def test_all_wrong_groups_count_as_hard_under_a_zero_one_verifier():
 
 def test_no_adaptation_during_the_first_pass():
     """p_e and p_h stay put until a full pass over the pool is done (the reference adapts from epoch 1)."""
-    agent = GRESO(make_env(), seed=0)
+    agent = GRESO(world(), seed=0)
     rng = np.random.default_rng(0)
     for step in range(1, 80):
         epoch_at_observe = agent.epoch
@@ -206,7 +199,7 @@ def test_no_adaptation_during_the_first_pass():
     ("pending_ids", np.array([N])), ("pending_rewards", np.zeros((3, K))),
 ])
 def test_bad_states_are_refused_before_anything_changes(key, value):
-    agent = GRESO(make_env(), seed=0)
+    agent = GRESO(world(), seed=0)
     agent.act(random_obs(np.random.default_rng(0), step=1))
     before = agent.state_dict()
     with pytest.raises(ValueError, match=key):

@@ -6,51 +6,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _sim_agents import B, K, N, assert_valid, run, same_state, world
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gps_env.agents.speed_rl import SpeedRL
-from gps_env.simulated import SimulatedPromptSelectionEnv
 from gps_env.spec import AgentSpec
 
-N, B, K = 200, 8, 8
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def world() -> SimulatedPromptSelectionEnv:
-    return SimulatedPromptSelectionEnv(pool_size=N, heldout_size=20, batch_size=B, eval_every=0, max_steps=50)
 
 
 @pytest.fixture(scope="module")
 def env():
     return world()
-
-
-def run(env, agent, steps: int, seed: int = 0) -> list[np.ndarray]:
-    obs, _ = env.reset(seed=seed)
-    batches = []
-    for _ in range(steps):
-        batch = np.asarray(agent.act(obs))
-        batches.append(batch.copy())
-        obs, *_ = env.step(batch)
-    return batches
-
-
-def assert_valid(batch: np.ndarray) -> None:
-    assert batch.shape == (B,) and batch.dtype == np.int64
-    assert np.unique(batch).size == B and batch.min() >= 0 and batch.max() < N
-
-
-def same_state(a: dict, b: dict) -> bool:
-    if a.keys() != b.keys():
-        return False
-    for key in a:
-        if isinstance(a[key], np.ndarray):
-            if not (isinstance(b[key], np.ndarray) and a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key])):
-                return False
-        elif a[key] != b[key]:
-            return False
-    return True
 
 
 @FAST
