@@ -12,11 +12,17 @@ as in DAPO/verl), so a batch with few informative groups moves the policy less: 
 prompt selection removes. Zero-advantage groups contribute no gradient and are skipped in the forward pass.
 With one update per batch ``logp_old`` is the current policy's (detached), so the ratio is 1 and the clip
 only matters for ``epochs > 1``.
+
+The n rollouts of a group share their prompt, and prompts are usually much longer than completions, so by
+default (``GRPOConfig.shared_prefix``) each distinct prompt is run once per forward and its KV cache is
+shared by its rollouts (:class:`_SharedPrefixRows`); gradients flow through that prompt forward, so the
+update is the one of the plain per-row forward (:class:`_Rows`) up to float rounding.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,7 +78,13 @@ class GRPOConfig:
         adv_eps: added to the std.
         micro_batch_size: rollouts per forward/backward pass (None: the whole batch at once). Gradients are
             accumulated over micro-batches, so the update is the same up to float rounding; this is what lets
-            a large model's step fit in memory.
+            a large model's step fit in memory. With ``shared_prefix`` a micro-batch holds whole groups:
+            ``max(1, micro_batch_size // n)`` of them (at most ``micro_batch_size`` rollouts, or ``n`` when it
+            is smaller than ``n``), plus one prompt row per distinct prompt among them.
+        shared_prefix: run each distinct prompt once and its rollouts' completions on its KV cache, instead
+            of every prompt + completion row in full. Models whose forward takes no ``past_key_values`` or
+            ``logits_to_keep``, models with gradient checkpointing on (which drops the cache) and batches with
+            an empty prompt use the full rows.
     """
 
     lr: float = 1e-4
@@ -84,6 +96,7 @@ class GRPOConfig:
     epochs: int = 1
     adv_eps: float = 1e-6
     micro_batch_size: int | None = None
+    shared_prefix: bool = True
 
     def __post_init__(self) -> None:
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
@@ -115,6 +128,78 @@ class GRPOStats:
         return dict(self.__dict__)
 
 
+def _right_padded(rows: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, attention)`` of ``rows`` padded on the right to the longest."""
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        attention[i, : len(row)] = 1
+    return ids, attention
+
+
+class _Rows:
+    """Prompt + completion rows, right-padded, in one forward: the reference path.
+
+    ``logprobs(model)[i, t]`` is the log-prob of ``ids[i, t + 1]``; ``mask`` (float) marks completion tokens.
+    """
+
+    def __init__(self, prompts: Sequence[list[int]], completions: Sequence[list[int]], pad_token_id: int,
+                 device: torch.device) -> None:
+        self.ids, self.attention = (t.to(device) for t in _right_padded(
+            [p + c for p, c in zip(prompts, completions)], pad_token_id))
+        completion = torch.zeros_like(self.attention, dtype=torch.bool)
+        for i, (p, c) in enumerate(zip(prompts, completions)):
+            completion[i, len(p) : len(p) + len(c)] = True
+        self.mask = completion[:, 1:].float()
+
+    def logprobs(self, model: PreTrainedModel) -> torch.Tensor:
+        return token_logprobs(model(input_ids=self.ids, attention_mask=self.attention).logits, self.ids)
+
+
+class _SharedPrefixRows:
+    """The same log-probs with each distinct prompt's prefix computed once.
+
+    The prefix (a prompt without its last token) of every distinct prompt is right-padded and run causally
+    with no padding mask: a real token never attends to the padding after it. Its KV cache is gathered to one
+    entry per rollout, and the suffix (the last prompt token, then the completion) runs on top with its true
+    positions and a mask that hides the prefix padding. The suffix starts at the last prompt token so that its
+    first logit predicts the first completion token: ``logprobs(model)[i, t]`` is the log-prob of
+    ``ids[i, t + 1]``, completion token ``t``, and ``mask`` marks the real ones. Prompts must be non-empty.
+    """
+
+    def __init__(self, prompts: Sequence[list[int]], completions: Sequence[list[int]], pad_token_id: int,
+                 device: torch.device) -> None:
+        distinct: dict[tuple[int, ...], int] = {}
+        index = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
+        self.index = torch.tensor(index, device=device)
+        prefix, prefix_attention = _right_padded([p[:-1] for p in distinct], pad_token_id)
+        self.prefix = prefix.to(device) if prefix.shape[1] else None  # None: every prompt is one token
+        ids, suffix_attention = _right_padded([[p[-1], *c] for p, c in zip(prompts, completions)], pad_token_id)
+        self.ids = ids.to(device)
+        self.attention = torch.cat([prefix_attention[index], suffix_attention], 1).to(device)
+        lengths = torch.tensor([len(p) for p in prompts])
+        self.positions = (lengths[:, None] - 1 + torch.arange(ids.shape[1])).to(device)
+        self.mask = suffix_attention[:, 1:].float().to(device)
+
+    def logprobs(self, model: PreTrainedModel) -> torch.Tensor:
+        cache = None
+        if self.prefix is not None:
+            cache = model(input_ids=self.prefix, use_cache=True, logits_to_keep=1).past_key_values
+            cache.batch_select_indices(self.index)  # one entry per rollout; the backward sums them per prompt
+        logits = model(input_ids=self.ids, attention_mask=self.attention, position_ids=self.positions,
+                       past_key_values=cache, use_cache=cache is not None).logits
+        return token_logprobs(logits, self.ids)
+
+
+def _can_share_prefix(model: PreTrainedModel) -> bool:
+    """Whether the model's forward takes a KV cache and keeps it in training (gradient checkpointing drops it)."""
+    accepted = inspect.signature(model.forward).parameters
+    return ("past_key_values" in accepted and "logits_to_keep" in accepted
+            and not getattr(model, "is_gradient_checkpointing", False))
+
+
 class GRPOTrainer:
     """Owns the policy's optimiser (and the frozen reference when ``kl_coef > 0``)."""
 
@@ -129,21 +214,15 @@ class GRPOTrainer:
             for p in self.reference.parameters():
                 p.requires_grad_(False)
 
-    def _batch(self, prompt_ids: Sequence[list[int]], completion_ids: Sequence[list[int]]):
-        rows = [p + c for p, c in zip(prompt_ids, completion_ids)]
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        completion_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-        for i, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
-            ids[i, : len(p) + len(c)] = torch.tensor(p + c)
-            attention[i, : len(p) + len(c)] = 1
-            completion_mask[i, len(p) : len(p) + len(c)] = True
-        return ids, attention, completion_mask
-
-    @staticmethod
-    def _token_logprobs(model: PreTrainedModel, ids, attention) -> torch.Tensor:
-        return token_logprobs(model(input_ids=ids, attention_mask=attention).logits, ids)
+    def _micro_batches(self, prompts: list[list[int]], completions: list[list[int]], n: int,
+                       device: torch.device) -> list[tuple[slice, _Rows | _SharedPrefixRows]]:
+        """The kept rows (whole groups of ``n``, in order) split into micro-batches, each with its inputs."""
+        size = self.config.micro_batch_size or len(prompts)
+        kind: type[_Rows] | type[_SharedPrefixRows] = _Rows
+        if self.config.shared_prefix and all(prompts) and _can_share_prefix(self.policy):
+            kind, size = _SharedPrefixRows, n * max(1, size // n)  # a group's rows stay together
+        return [(c, kind(prompts[c], completions[c], self.pad_token_id, device))
+                for c in (slice(i, i + size) for i in range(0, len(prompts), size))]
 
     def step(
         self,
@@ -152,7 +231,11 @@ class GRPOTrainer:
         rewards: np.ndarray,
         weights: np.ndarray | None = None,
     ) -> GRPOStats:
-        """Update the policy on ``groups * n`` rollouts (``rewards`` has shape (groups, n))."""
+        """Update the policy on ``groups * n`` rollouts (``rewards`` has shape (groups, n)).
+
+        Row ``g * n + j`` is rollout ``j`` of group ``g``; with ``shared_prefix`` its rows are expected to share
+        their prompt ids (rows whose prompts differ are still right, only not shared).
+        """
         rewards = np.asarray(rewards, dtype=np.float64)
         groups, n = rewards.shape
         weights = np.ones(groups) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -163,39 +246,35 @@ class GRPOTrainer:
             return GRPOStats(0.0, 0.0, 0, groups, total_tokens, 0.0, 0.0)
         rows = [g * n + j for g in kept for j in range(n)]
         device = next(self.policy.parameters()).device
-        ids, attention, completion_mask = (t.to(device) for t in self._batch(
-            [prompt_ids[r] for r in rows], [completion_ids[r] for r in rows]
-        ))
-        mask = completion_mask[:, 1:].float()
+        chunks = self._micro_batches([prompt_ids[r] for r in rows], [completion_ids[r] for r in rows], n, device)
         adv = torch.tensor(advantages[kept].reshape(-1), dtype=torch.float32, device=device)[:, None]
-        size = self.config.micro_batch_size or len(rows)
-        chunks = [slice(i, i + size) for i in range(0, len(rows), size)]
         self.policy.train()
         with torch.no_grad():
-            old = torch.cat([self._token_logprobs(self.policy, ids[c], attention[c]) for c in chunks])
-            ref = (torch.cat([self._token_logprobs(self.reference, ids[c], attention[c]) for c in chunks])
-                   if self.reference is not None else None)
+            old = [batch.logprobs(self.policy) for _, batch in chunks]
+            ref = ([batch.logprobs(self.reference) for _, batch in chunks] if self.reference is not None
+                   else [None] * len(chunks))
         for _ in range(self.config.epochs):
             self.optimizer.zero_grad(set_to_none=True)
             loss_sum, clipped_tokens, kl_sum = 0.0, 0.0, 0.0
-            for c in chunks:  # token-mean over the whole batch: each chunk's sum is divided by all tokens
-                logp = self._token_logprobs(self.policy, ids[c], attention[c])
-                ratio = torch.exp(logp - old[c])
+            for (c, batch), old_c, ref_c in zip(chunks, old, ref):
+                # token-mean over the whole batch: each chunk's sum is divided by all tokens
+                logp = batch.logprobs(self.policy)
+                ratio = torch.exp(logp - old_c)
                 clipped = ratio.clamp(1 - self.config.eps_low, 1 + self.config.eps_high)
                 per_token = -torch.minimum(ratio * adv[c], clipped * adv[c])
                 kl = torch.zeros_like(logp)
-                if ref is not None:
-                    kl = torch.exp(ref[c] - logp) - (ref[c] - logp) - 1
+                if ref_c is not None:
+                    kl = torch.exp(ref_c - logp) - (ref_c - logp) - 1
                     per_token = per_token + self.config.kl_coef * kl
-                loss = (per_token * mask[c]).sum() / total_tokens
+                loss = (per_token * batch.mask).sum() / total_tokens
                 loss.backward()
                 loss_sum += float(loss.detach())
-                clipped_tokens += float(((ratio - clipped).abs() > 0).float().mul(mask[c]).sum())
-                kl_sum += float((kl.detach() * mask[c]).sum())
+                clipped_tokens += float(((ratio - clipped).abs() > 0).float().mul(batch.mask).sum())
+                kl_sum += float((kl.detach() * batch.mask).sum())
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
             self.optimizer.step()
         self.policy.eval()
-        masked_tokens = float(mask.sum())
+        masked_tokens = float(sum(batch.mask.sum() for _, batch in chunks))
         return GRPOStats(
             loss=loss_sum,
             grad_norm=float(grad_norm),

@@ -200,3 +200,24 @@ def test_rollouts_select_and_concat(engine):
     other = engine.generate(PROMPTS[:1], 3, SamplingParams(max_new_tokens=5), gen(11))
     with pytest.raises(ValueError, match="different n"):
         Rollouts.concat([r, other])
+
+
+@pytest.mark.parametrize("n, sampling, max_batch_rows", [
+    (1, SamplingParams(max_new_tokens=8), 1024),
+    (3, SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=6), 1024),
+    (8, SamplingParams(max_new_tokens=8), 1024),
+    (4, SamplingParams(temperature=1.3, max_new_tokens=5), 6),  # chunks of one prompt
+])
+def test_prefill_once_samples_what_prefilling_every_row_samples(model_and_tokenizer, n, sampling, max_batch_rows):
+    """Each prompt prefilled once, its KV cache repeated n times: the same draws as n prefills, same seed."""
+    model, tokenizer = model_and_tokenizer
+    once = TransformersEngine(model, tokenizer, max_batch_rows=max_batch_rows)
+    every = TransformersEngine(model, tokenizer, max_batch_rows=max_batch_rows, prefill_once=False)
+    assert once.prefill_once and not every.prefill_once
+    prompts = PROMPTS + ["7+8=", PROMPTS[0]]  # a repeated prompt too
+    for seed in range(3):
+        a = once.generate(prompts, n, sampling, gen(seed))
+        b = every.generate(prompts, n, sampling, gen(seed))
+        assert a.texts == b.texts and a.completion_ids == b.completion_ids and a.prompt_ids == b.prompt_ids
+        for x, y in zip(a.logprobs, b.logprobs):
+            np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)

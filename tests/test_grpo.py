@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
+
 import numpy as np
 import pytest
 import torch
 from conftest import params_of, same_params
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from gps_env.engines import SamplingParams, TransformersEngine
-from gps_env.grpo import GRPOConfig, GRPOTrainer, group_advantages
+from gps_env.grpo import GRPOConfig, GRPOTrainer, _can_share_prefix, _Rows, _SharedPrefixRows, group_advantages
+from gps_env.policy import enable_checkpointing
 from gps_env.tasks import AdditionTask
 
 
@@ -154,3 +162,112 @@ def test_token_logprobs_match_the_plain_form_bit_for_bit(monkeypatch, dtype, chu
     assert torch.equal(ours[1], plain[1])
     with torch.no_grad():
         assert torch.equal(grpo.token_logprobs(base, ids), plain[0])
+
+
+# Shared-prefix update: the same log-probs and gradients as the full prompt + completion rows.
+
+VOCAB, PAD, EOS = 40, 0, 1
+
+
+@functools.cache
+def random_llama(attn: str) -> LlamaForCausalLM:
+    """A tiny randomly initialised Llama with sharp logits (initializer_range 0.2), so mistakes show."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                         initializer_range=0.2, pad_token_id=PAD, eos_token_id=EOS, attn_implementation=attn)
+    return LlamaForCausalLM(config).eval()
+
+
+@st.composite
+def grouped_rows(draw, n=None):
+    """``(prompts, completions, n)``: groups of n rows sharing a prompt (or not), completions ending in EOS or not."""
+    n = draw(st.sampled_from([1, 2, 8])) if n is None else n
+    token = st.integers(2, VOCAB - 1)
+    prompts, completions = [], []
+    for _ in range(draw(st.integers(1, 4))):
+        shared = draw(st.lists(token, min_size=1, max_size=12))
+        differ = draw(st.booleans()) and draw(st.booleans())  # a quarter of the groups: a prompt per row
+        for _ in range(n):
+            prompts.append(draw(st.lists(token, min_size=1, max_size=12)) if differ else shared)
+            body = draw(st.lists(token, min_size=0, max_size=6))
+            completions.append(body + [EOS] if draw(st.booleans()) or not body else body)
+    return prompts, completions, n
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=grouped_rows(), attn=st.sampled_from(["sdpa", "eager"]))
+def test_shared_prefix_logprobs_match_the_full_rows(rows, attn):
+    prompts, completions, _ = rows
+    model, cpu = random_llama(attn), torch.device("cpu")
+    full, shared = _Rows(prompts, completions, PAD, cpu), _SharedPrefixRows(prompts, completions, PAD, cpu)
+    with torch.no_grad():
+        a, b = full.logprobs(model)[full.mask.bool()], shared.logprobs(model)[shared.mask.bool()]
+    assert a.shape == b.shape == (sum(map(len, completions)),)
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+
+
+def test_every_prompt_one_token_skips_the_prefix_forward():
+    prompts, completions = [[5]] * 4, [[7, EOS], [EOS], [3, 4, 5], [9]]
+    shared = _SharedPrefixRows(prompts, completions, PAD, torch.device("cpu"))
+    assert shared.prefix is None
+    full = _Rows(prompts, completions, PAD, torch.device("cpu"))
+    model = random_llama("sdpa")
+    with torch.no_grad():
+        torch.testing.assert_close(shared.logprobs(model)[shared.mask.bool()], full.logprobs(model)[full.mask.bool()],
+                                   atol=1e-5, rtol=0)
+
+
+def one_step(model, config, batch, optimizer="sgd"):
+    """One ``step`` from a copy of ``model``: (stats, gradients of the last epoch, parameters, forward input shapes)."""
+    model = copy.deepcopy(model)
+    trainer = GRPOTrainer(model, config, PAD)
+    if optimizer == "sgd":  # parameters then differ by lr x gradient rounding (Adam's first step is sign-like)
+        trainer.optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    shapes = []
+    model.register_forward_pre_hook(lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                    with_kwargs=True)
+    stats = trainer.step(*batch)
+    return stats, {k: p.grad for k, p in model.named_parameters()}, params_of(model), shapes
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("config", [
+    GRPOConfig(lr=1e-2),
+    GRPOConfig(lr=1e-2, epochs=2, kl_coef=0.1, micro_batch_size=3),
+    GRPOConfig(lr=1e-2, epochs=2, kl_coef=0.1, micro_batch_size=20, scale_by_std=False),
+], ids=["default", "epochs2-kl-micro3", "epochs2-kl-micro20"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_shared_prefix_step_matches_the_full_rows(attn, config, optimizer):
+    rng = np.random.default_rng(0)
+    groups, n = 6, 8
+    prompts = [[int(t) for t in rng.integers(2, VOCAB, rng.integers(2, 30))] for _ in range(groups)]
+    prompt_ids = [p for p in prompts for _ in range(n)]
+    completion_ids = [[int(t) for t in rng.integers(2, VOCAB, rng.integers(0, 7))] + [EOS] for _ in prompt_ids]
+    rewards = rng.integers(0, 2, size=(groups, n)).astype(float)
+    rewards[0], rewards[1] = 1.0, 0.0  # two skipped groups
+    rewards[2, :2] = [0.0, 1.0]  # at least one mixed group
+    model, batch = random_llama(attn), (prompt_ids, completion_ids, rewards)
+    full = one_step(model, dataclasses.replace(config, shared_prefix=False), batch, optimizer)
+    shared = one_step(model, config, batch, optimizer)
+    kept = shared[0].kept_groups
+    assert kept == full[0].kept_groups and 0 < kept < groups
+    for name in ("loss", "grad_norm", "clip_fraction", "kl"):
+        assert getattr(shared[0], name) == pytest.approx(getattr(full[0], name), rel=1e-4, abs=1e-7), name
+    assert shared[0].tokens == full[0].tokens == sum(map(len, completion_ids))
+    for name, grad in full[1].items():
+        torch.testing.assert_close(shared[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    if optimizer == "sgd":
+        for name, value in full[2].items():
+            torch.testing.assert_close(shared[2][name], value, rtol=0, atol=1e-7, msg=name)
+    # The shared path runs one prefix row per kept prompt, then one suffix row per rollout, chunk by chunk.
+    per_chunk = max(1, (config.micro_batch_size or kept * n) // n)
+    chunk_groups = [min(per_chunk, kept - i) for i in range(0, kept, per_chunk)]
+    assert [rows for rows, _ in shared[3][: 2 * len(chunk_groups)]] == [r for g in chunk_groups for r in (g, g * n)]
+
+
+def test_gradient_checkpointing_falls_back_to_the_full_rows():
+    model = copy.deepcopy(random_llama("sdpa"))
+    assert _can_share_prefix(model)
+    enable_checkpointing(model)  # drops the KV cache in training, so the prefix could not be shared
+    assert not _can_share_prefix(model)

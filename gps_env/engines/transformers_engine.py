@@ -35,6 +35,9 @@ class TransformersEngine:
             not already start with it (a chat template may include it); EOS, and any end-of-turn ids in the
             model's ``generation_config.eos_token_id``, stop a row.
         max_batch_rows: rows sampled at once; larger requests are split into chunks.
+        prefill_once: run each prompt's prefill once and repeat its KV cache for its ``n`` rows (False: prefill
+            every row, the reference tests/test_engine.py compares against). The
+            sampled tokens are the same either way: the same logits up to float rounding, drawn in the same order.
 
     Tensors live on the model's device; token draws use the caller's CPU ``torch.Generator`` (probabilities
     are moved to the CPU for the draw), so a seed gives the same completions wherever the model runs.
@@ -45,12 +48,14 @@ class TransformersEngine:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         max_batch_rows: int = 1024,
+        prefill_once: bool = True,
     ) -> None:
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.tokenizer = tokenizer
         self.max_batch_rows = max_batch_rows
+        self.prefill_once = prefill_once
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.device = next(self.model.parameters()).device
@@ -74,9 +79,9 @@ class TransformersEngine:
     ) -> Rollouts:
         encoded = encode_prompts(self.tokenizer, prompts, n, sampling.max_new_tokens, self.max_positions)
         rows = [ids for ids in encoded for _ in range(n)]
-        per_chunk = max(n, self.max_batch_rows - self.max_batch_rows % n)
+        per_chunk = max(1, self.max_batch_rows // n)  # prompts (n rows each) per chunk, at least one
         parts = [
-            self._sample(rows[i : i + per_chunk], sampling, generator) for i in range(0, len(rows), per_chunk)
+            self._sample(encoded[i : i + per_chunk], n, sampling, generator) for i in range(0, len(encoded), per_chunk)
         ]
         completion_ids = [c for ids, _ in parts for c in ids]
         logprobs = [lp for _, lps in parts for lp in lps]
@@ -84,37 +89,45 @@ class TransformersEngine:
         return Rollouts(rows, completion_ids, logprobs, texts, n)
 
     def _sample(
-        self, rows: list[list[int]], sampling: SamplingParams, generator: torch.Generator
+        self, prompts: list[list[int]], n: int, sampling: SamplingParams, generator: torch.Generator
     ) -> tuple[list[list[int]], list[np.ndarray]]:
+        """``n`` completions of each prompt (row ``i * n + j`` is prompt ``i``) and their log-probs."""
         pad = self.tokenizer.pad_token_id
         stop = torch.tensor(self.stop_ids, device=self.device)
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
+        rows, width = len(prompts) * n, max(map(len, prompts))
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            ids[i, width - len(prompt) :] = torch.tensor(prompt)
+            mask[i, width - len(prompt) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # Prompt rows are repeated n times before the prefill (reference) or its KV cache and logits after.
+        before, after = (1, n) if self.prefill_once else (n, 1)
+        ids, mask, positions = (x.repeat_interleave(before, 0) for x in (ids, mask, positions))
+        cache = DynamicCache()
+        prefill = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                             use_cache=True)
+        cache.batch_repeat_interleave(after)
+        next_logits = prefill.logits[:, -1].repeat_interleave(after, 0)
         # One preallocated mask: prompt part, then ones for generated positions (finished rows feed pads that
         # nothing reads).
-        full_mask = torch.cat(
-            [mask, torch.ones((len(rows), sampling.max_new_tokens), dtype=torch.long, device=self.device)], -1
-        )
-        cache = DynamicCache()
+        full_mask = torch.cat([mask.repeat_interleave(after, 0),
+                               torch.ones((rows, sampling.max_new_tokens), dtype=torch.long, device=self.device)], -1)
+        last_position = positions[:, -1:].repeat_interleave(after, 0)
         tokens, logps = [], []
-        done = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
-        pad_column = torch.full((len(rows),), pad, dtype=torch.long, device=self.device)
-        step_input, step_positions = ids, positions
+        done = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        pad_column = torch.full((rows,), pad, dtype=torch.long, device=self.device)
         for t in range(sampling.max_new_tokens):
-            out = self.model(
-                input_ids=step_input,
-                attention_mask=full_mask[:, : width + t],
-                position_ids=step_positions,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            logits = out.logits[:, -1].float() / sampling.temperature
+            if t:
+                next_logits = self.model(
+                    input_ids=tokens[-1].unsqueeze(-1),
+                    attention_mask=full_mask[:, : width + t],
+                    position_ids=last_position + t,
+                    past_key_values=cache,
+                    use_cache=True,
+                ).logits[:, -1]
+            logits = next_logits.float() / sampling.temperature
             logp_all = torch.log_softmax(logits, -1)
             probs = _top_p_filter(logits, sampling.top_p).softmax(-1)
             token = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(self.device)
@@ -124,8 +137,6 @@ class TransformersEngine:
             done = done | torch.isin(token, stop)
             if bool(done.all()):
                 break
-            step_input = token.unsqueeze(-1)
-            step_positions = step_positions[:, -1:] + 1
         token_matrix = torch.stack(tokens, 1).tolist()
         logp_matrix = torch.stack(logps, 1).cpu().numpy()
         completions, logprobs = [], []
