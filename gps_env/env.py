@@ -20,12 +20,14 @@ from gps_env.actions import MAX_WEIGHT, PromptBatch
 from gps_env.contract import Evaluation, PromptSelectionContract, Sampled, Update, check_settings
 from gps_env.engines import ENGINE_NAMES, RolloutEngine, Rollouts, SamplingParams, build_engine
 from gps_env.grpo import GRPOConfig, GRPOTrainer
-from gps_env.policy import PolicyConfig, load_policy, mixes, warm_start
+from gps_env.policy import PolicyConfig, default_policy, load_policy, mixes, warm_start
 from gps_env.pool import PromptPool
 
 __all__ = ["MAX_WEIGHT", "PromptBatch", "PromptSelectionEnv"]
 
 EngineFactory = Callable[[Any, Any], RolloutEngine]
+#: Default sampling length per task mix (the Reasoning Gym world's longest reference answer is 21 tokens).
+_MAX_NEW_TOKENS = {"reasoning_gym": 24}
 
 
 def _digest(lines: Any) -> str:
@@ -116,7 +118,7 @@ class PromptSelectionEnv(PromptSelectionContract):
         self.pool, self.heldout = pool, heldout
         self._init_contract(len(pool), batch_size, rollouts_per_prompt, max_steps, rollout_budget, eval_every,
                             eval_rollouts, time_in_info, render_mode)
-        self.sampling = sampling or SamplingParams(max_new_tokens=10)
+        self.sampling = sampling or SamplingParams(max_new_tokens=_MAX_NEW_TOKENS.get(task_mix, 10))
         self.grpo_config = grpo or GRPOConfig()
 
         if isinstance(engine, str) and engine not in ENGINE_NAMES:
@@ -124,7 +126,7 @@ class PromptSelectionEnv(PromptSelectionContract):
         if isinstance(policy, (str, Path)):
             self.policy_path = Path(policy)
         else:
-            self.policy_path = warm_start(policy or PolicyConfig(mix=task_mix), progress=progress)
+            self.policy_path = warm_start(policy or default_policy(task_mix), progress=progress)
         self.policy, self.tokenizer = load_policy(self.policy_path, device=device, dtype=dtype,
                                                   gradient_checkpointing=gradient_checkpointing)
         if chat_template and not getattr(self.tokenizer, "chat_template", None):

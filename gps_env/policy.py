@@ -18,12 +18,13 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -35,18 +36,39 @@ from transformers import (
 )
 
 from gps_env.tasks import TaskMix, default_mix
+from gps_env.tasks.reasoning_gym import reasoning_gym_mix
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
 CHARACTERS = list("0123456789+-*=,:>() ")
 WARM_START_VERSION = 1  # bump when the recipe changes, so stale caches are not reused
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A character-level tokenizer over digits, operators and punctuation; pads on the left."""
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + CHARACTERS)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
-    core.pre_tokenizer = pre_tokenizers.Split(pattern=Regex("."), behavior="isolated")
-    core.decoder = decoders.Fuse()
+def build_tokenizer(kind: str = "char", corpus: list[str] | None = None, vocab_size: int = 512
+                    ) -> PreTrainedTokenizerFast:
+    """The policy's tokenizer; pads on the left.
+
+    ``"char"``: one token per character of digits, operators and punctuation (the arithmetic world).
+    ``"bpe"``: byte-level BPE of ``vocab_size`` tokens trained on ``corpus``, with every digit its own token
+    (merged digits make arithmetic needlessly hard); natural-language prompts are about 2.5x shorter than in
+    characters, which is what makes a tiny policy affordable on them.
+    """
+    if kind == "char":
+        vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + CHARACTERS)}
+        core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+        core.pre_tokenizer = pre_tokenizers.Split(pattern=Regex("."), behavior="isolated")
+        core.decoder = decoders.Fuse()
+    elif kind == "bpe":
+        if not corpus:
+            raise ValueError("a BPE tokenizer needs a corpus to train on")
+        core = Tokenizer(models.BPE())
+        core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                      pre_tokenizers.ByteLevel(add_prefix_space=False)])
+        core.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        core.train_from_iterator(corpus, trainer=trainer)
+    else:
+        raise ValueError(f"tokenizer must be 'char' or 'bpe', got {kind!r}")
     return PreTrainedTokenizerFast(
         tokenizer_object=core,
         pad_token="<pad>",
@@ -83,16 +105,55 @@ class PolicyConfig:
     check_every: int = 25
     check_size: int = 512
     mix: str = "default"  # name of the task mix; see ``mixes()``
+    # Added for the Reasoning Gym world; left out of the cache key at these defaults, so earlier caches stay valid.
+    tokenizer: str = "char"  # "char" or "bpe" (trained on ``tokenizer_corpus`` prompts of the mix)
+    vocab_size: int = 512
+    tokenizer_corpus: int = 20000
+    #: Stop on the pass-rate shape instead of the mean competence: once the expected share of check prompts a
+    #: k = 8 group solves every time, mean(p^8), reaches this (None: stop on ``competence_target``).
+    solved_target: float | None = None
 
     def key(self) -> str:
         mix = mixes()[self.mix].describe() if self.mix in mixes() else None
-        blob = json.dumps({**dataclasses.asdict(self), "mix_spec": mix, "v": WARM_START_VERSION}, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if fields[name] == default:
+                del fields[name]
+        blob = json.dumps({**fields, "mix_spec": mix, "v": WARM_START_VERSION}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def mixes() -> dict[str, TaskMix]:
-    """Task mixes a warm start can be trained on, by name."""
-    return {"default": default_mix()}
+_LATER_FIELDS = {"tokenizer": "char", "vocab_size": 512, "tokenizer_corpus": 20000, "solved_target": None}
+#: The Reasoning Gym world's policy: BPE tokens, longer positions, a wider MLP, stopped on the pass-rate shape.
+REASONING_GYM_POLICY = PolicyConfig(mix="reasoning_gym", tokenizer="bpe", intermediate_size=512, max_positions=160,
+                                    batch_size=64, max_steps=3000, schedule_steps=3000, check_every=100,
+                                    solved_target=0.15)
+
+
+def default_policy(mix: str) -> PolicyConfig:
+    """The warm-start recipe of a task mix's world."""
+    return REASONING_GYM_POLICY if mix == "reasoning_gym" else PolicyConfig(mix=mix)
+
+
+class _Mixes(Mapping[str, TaskMix]):
+    """Task mixes by name, each built fresh on access (its verifiers count their own timeouts)."""
+
+    _factories = {"default": default_mix, "reasoning_gym": reasoning_gym_mix}
+
+    def __getitem__(self, name: str) -> TaskMix:
+        return self._factories[name]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._factories)
+
+    def __len__(self) -> int:
+        return len(self._factories)
+
+
+def mixes() -> Mapping[str, TaskMix]:
+    """Task mixes a warm start can be trained on, by name: ``"default"`` (the arithmetic world) and
+    ``"reasoning_gym"`` (:func:`gps_env.tasks.reasoning_gym.reasoning_gym_mix`)."""
+    return _Mixes()
 
 
 def build_model(config: PolicyConfig, vocab_size: int, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
@@ -158,6 +219,9 @@ def warm_start(
     with the recipe, the step SFT stopped at, the competence reached and the seconds it took.
     """
     config = config or PolicyConfig()
+    packaged = shipped(config)
+    if packaged is not None:
+        return packaged
     root = Path(cache_dir or os.environ.get("GPS_ENV_CACHE") or Path.home() / ".cache" / "gps_env")
     out = root / f"policy-{config.key()}"
     if (out / "warm_start.json").exists():
@@ -165,7 +229,11 @@ def warm_start(
     if config.mix not in mixes():
         raise ValueError(f"unknown task mix {config.mix!r}; known: {sorted(mixes())}")
     mix = mixes()[config.mix]
-    tokenizer = build_tokenizer()
+    corpus = None
+    if config.tokenizer == "bpe":  # trained on the mix's own text, deterministically in the seed
+        corpus_rng = np.random.default_rng([config.seed, 9])
+        corpus = [f"{p.prompt}{p.answer}" for p in (mix.sample(corpus_rng) for _ in range(config.tokenizer_corpus))]
+    tokenizer = build_tokenizer(config.tokenizer, corpus, config.vocab_size)
     model = build_model(config, len(tokenizer), tokenizer)
     rng = np.random.default_rng([config.seed, 7])
     check_problems = mix.sample_unique(config.check_size, np.random.default_rng([config.seed, 8]))
@@ -195,10 +263,14 @@ def warm_start(
         bar.update(1)
         if step % config.check_every == 0:
             model.eval()
-            competence = float(answer_probability(model, tokenizer, check).mean())
-            history.append({"step": step, "loss": round(loss.item(), 4), "competence": round(competence, 4)})
-            bar.set_postfix(loss=f"{loss.item():.3f}", competence=f"{competence:.3f}")
-            if competence >= config.competence_target:
+            probability = answer_probability(model, tokenizer, check)
+            competence = float(probability.mean())
+            solved, unsolved = float((probability**8).mean()), float(((1 - probability) ** 8).mean())
+            history.append({"step": step, "loss": round(loss.item(), 4), "competence": round(competence, 4),
+                            "solved_at_8": round(solved, 4), "unsolved_at_8": round(unsolved, 4)})
+            bar.set_postfix(loss=f"{loss.item():.3f}", competence=f"{competence:.3f}", solved=f"{solved:.3f}")
+            if (solved >= config.solved_target if config.solved_target is not None
+                    else competence >= config.competence_target):
                 break
     bar.close()
     tmp = root / f".tmp-{config.key()}-{os.getpid()}"
@@ -215,6 +287,63 @@ def warm_start(
     }
     (tmp / "warm_start.json").write_text(json.dumps(record, indent=2))
     tmp.replace(out) if not out.exists() else None
+    return out
+
+
+#: Warm starts that ship with the package (``gps-env warm-start --ship`` writes them), one directory per config key.
+PRETRAINED = Path(__file__).parent / "pretrained"
+DIGESTS = "SHA256SUMS.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shipped(config: PolicyConfig) -> Path | None:
+    """The packaged warm start of ``config``, its files checked against their digests; None if none ships.
+
+    Raises:
+        ValueError: a file missing, unlisted or whose sha256 differs from ``SHA256SUMS.json`` (named).
+    """
+    path = PRETRAINED / f"policy-{config.key()}"
+    if not path.is_dir():
+        return None
+    try:
+        listed = json.loads((path / DIGESTS).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path / DIGESTS}: unreadable digest list ({exc})") from None
+    if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
+        raise ValueError(f"{path / DIGESTS}: expected an object of file name -> sha256")
+    present = {f.name for f in path.iterdir() if f.is_file() and f.name != DIGESTS}
+    for name in sorted(present - set(listed)):
+        raise ValueError(f"{path / name}: not listed in {DIGESTS} (a shipped warm start holds only listed files)")
+    for name, digest in sorted(listed.items()):
+        if name not in present:
+            raise ValueError(f"{path / name}: listed in {DIGESTS} but missing")
+        if _sha256(path / name) != digest:
+            raise ValueError(f"{path / name}: sha256 differs from {DIGESTS} (damaged or altered)")
+    return path
+
+
+def ship(config: PolicyConfig, progress: bool = True) -> Path:
+    """Train (or take from the cache) ``config``'s warm start and copy it into the package with its digests."""
+    import shutil
+
+    source = warm_start(config, progress=progress)
+    out = PRETRAINED / f"policy-{config.key()}"
+    if source == out:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    digests = {}
+    for file in sorted(source.iterdir()):
+        if file.is_file():
+            shutil.copyfile(file, out / file.name)
+            digests[file.name] = _sha256(out / file.name)
+    (out / DIGESTS).write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
     return out
 
 

@@ -4,6 +4,7 @@
     gps-env bench --out results/full --full   # the report: 3 seeds, 300 steps
     gps-env bench --out results/abl --selectors gps,gps-lam0,gps-nolatent,gps-nointer --seeds 0 --steps 300
     gps-env plot results/h2h          # redraw the plots from the saved runs
+    gps-env warm-start --world reasoning-gym --ship   # train a world's policy and ship it in the package
 
 Rollouts come from the env's engine: ``--engine auto`` (default) is vLLM where it is installed and runs the
 policy, else the transformers engine. The engine it resolves to is part of the configuration (the two
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from gps_env.agents.registry import MAIN_SELECTORS, SELECTORS, selector_help
 from gps_env.bench import runs
-from gps_env.bench.config import FULL, SMALL, BenchConfig, ConfigError, ConfigMismatch
+from gps_env.bench.config import DEFAULT_WORLD, FULL, SMALL, WORLDS, BenchConfig, ConfigError, ConfigMismatch
 from gps_env.bench.plots import plot
 from gps_env.bench.report import write_summary
 from gps_env.bench.stats import summarize
@@ -69,9 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, required=True, help="results directory")
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--k", type=int, default=8, help="rollouts per prompt")
-    b.add_argument("--pool-size", type=int, default=1000)
-    b.add_argument("--heldout-size", type=int, default=400)
-    b.add_argument("--task-mix", default="default")
+    b.add_argument("--world", choices=sorted(WORLDS), default=DEFAULT_WORLD,
+                   help="the world: its task mix and pool sizes (" + "; ".join(
+                       f"{name}: {w['task_mix']}, pool {w['pool_size']}, held-out {w['heldout_size']}"
+                       for name, w in WORLDS.items()) + f"; default {DEFAULT_WORLD})")
+    b.add_argument("--pool-size", type=int, default=None, help="training prompts (default: the world's)")
+    b.add_argument("--heldout-size", type=int, default=None, help="held-out prompts (default: the world's)")
+    b.add_argument("--task-mix", default=None, help="task mix (default: the world's)")
     b.add_argument("--eval-every-rollouts", type=int, default=None,
                    help="held-out evaluation period in rollouts (default: budget/6, a multiple of B*k)")
     b.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
@@ -82,7 +87,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--selectors", default=None, help="comma list: draw only these selectors' runs")
     p.add_argument("--seeds", default=None, help="comma list: draw only these seeds' runs")
     p.add_argument("--to", type=Path, default=None, help="folder for the PNGs (default OUT/plots)")
+    w = sub.add_parser("warm-start", help="train (or find) a world's warm-started policy; --ship copies it into "
+                       "the package with its digests")
+    w.add_argument("--world", choices=sorted(WORLDS), default=DEFAULT_WORLD)
+    w.add_argument("--ship", action="store_true", help="copy the weights into gps_env/pretrained (SHA256SUMS.json)")
     return parser
+
+
+def _warm_start_command(args: argparse.Namespace) -> int:
+    from gps_env.policy import default_policy, ship, warm_start
+
+    config = default_policy(WORLDS[args.world]["task_mix"])
+    path = ship(config) if args.ship else warm_start(config)
+    record = json.loads((path / "warm_start.json").read_text())
+    print(f"{path}: stopped at SFT step {record['stopped_at_step']}, competence {record['competence']:.3f}, "
+          f"{record['seconds']:.0f} s")
+    return 0
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BenchConfig:
@@ -99,11 +119,13 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error(f"--seeds must be a comma list of integers, got {seeds_text!r}")
     if not seeds:
         parser.error("--seeds is empty")
+    world = {key: value if getattr(args, key) is None else getattr(args, key)
+             for key, value in WORLDS[args.world].items()}
     try:
         return BenchConfig.create(
             _csv_list(args.selectors), seeds, preset["steps"] if args.steps is None else args.steps,
-            batch_size=args.batch_size, k=args.k, pool_size=args.pool_size, heldout_size=args.heldout_size,
-            task_mix=args.task_mix, eval_every_rollouts=args.eval_every_rollouts,
+            batch_size=args.batch_size, k=args.k, pool_size=world["pool_size"], heldout_size=world["heldout_size"],
+            task_mix=world["task_mix"], eval_every_rollouts=args.eval_every_rollouts,
             policy=str(Path(args.policy).resolve()) if args.policy else None, engine="auto",
             known_selectors=SELECTORS, known_mixes=mixes())
     except ConfigError as exc:
@@ -193,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "plot":
         return _plot_command(args, parser)
+    if args.command == "warm-start":
+        return _warm_start_command(args)
 
     config = config_from_args(args, parser)
     config = config.replace(engine=runs.resolved_engine(args.engine, config))

@@ -15,6 +15,12 @@ CONFIG_VERSION = 1
 FULL = {"seeds": "0,1,2", "steps": 300}
 #: Without ``--full`` (the README's main command: all five selectors in minutes on 2 CPU cores).
 SMALL = {"seeds": "0", "steps": 100}
+#: ``--world``: the task mix and pool sizes of each world (flags given explicitly override them).
+WORLDS = {
+    "arithmetic": {"task_mix": "default", "pool_size": 1000, "heldout_size": 400},
+    "reasoning-gym": {"task_mix": "reasoning_gym", "pool_size": 20000, "heldout_size": 1000},
+}
+DEFAULT_WORLD = "arithmetic"
 #: The engine of benchmark directories written before ``config["engine"]`` existed.
 LEGACY_ENGINE = "transformers"
 #: Config keys a later invocation may extend (runs are keyed by selector and seed); nothing else may change.

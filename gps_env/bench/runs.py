@@ -179,9 +179,9 @@ def resolved_engine(requested: str, config: BenchConfig | Mapping[str, Any]) -> 
     from transformers import AutoConfig
 
     from gps_env.engines import resolve_engine
-    from gps_env.policy import PolicyConfig, warm_start
+    from gps_env.policy import default_policy, warm_start
 
     policy = config["policy"] if isinstance(config, Mapping) else config.policy
     task_mix = config["task_mix"] if isinstance(config, Mapping) else config.task_mix
-    path = policy or warm_start(PolicyConfig(mix=task_mix))
+    path = policy or warm_start(default_policy(task_mix))
     return resolve_engine(requested, AutoConfig.from_pretrained(path))
