@@ -8,6 +8,7 @@ import time
 import pytest
 from conftest import TINY_CONFIG
 
+from gps_env import policy
 from gps_env.policy import CHARACTERS, PolicyConfig, build_model, build_tokenizer, encode, load_policy, warm_start
 
 
@@ -89,3 +90,60 @@ def test_default_model_size(tokenizer):
     assert 200_000 <= count <= 3_500_000
     assert model.config.tie_word_embeddings
     assert model.config.max_position_embeddings == PolicyConfig().max_positions
+
+
+def test_config_key_of_the_arithmetic_policy_is_unchanged_by_later_fields():
+    """Fields added for the Reasoning Gym world leave the key out at their defaults: old caches stay valid."""
+    assert PolicyConfig().key() == PolicyConfig(tokenizer="char", solved_target=None).key()
+    assert PolicyConfig().key() != PolicyConfig(tokenizer="bpe").key()
+    assert PolicyConfig().key() != PolicyConfig(solved_target=0.1).key()
+
+
+def test_bpe_tokenizer_splits_digits_and_round_trips():
+    corpus = ["What is 12 + 345? Answer with a number.", "Count the letters in apple."] * 50
+    tok = build_tokenizer("bpe", corpus, vocab_size=300)
+    assert len(tok) <= 300
+    ids = encode(tok, "What is 907 + 12?")
+    pieces = [tok.decode([i]) for i in ids]
+    assert all(len(p.strip()) == 1 for p in pieces if p.strip().isdigit())  # one token per digit
+    assert tok.decode(ids, skip_special_tokens=True) == "What is 907 + 12?"
+    with pytest.raises(ValueError, match="tokenizer"):
+        build_tokenizer("words", corpus)
+
+
+@pytest.fixture
+def packaged(tiny_policy, tmp_path, monkeypatch):
+    """The tiny policy shipped into a temporary package directory."""
+    monkeypatch.setattr(policy, "PRETRAINED", tmp_path / "pretrained")
+    monkeypatch.setenv("GPS_ENV_CACHE", str(tiny_policy.parent))
+    return policy.ship(TINY_CONFIG, progress=False)
+
+
+def test_shipped_weights_load_and_are_preferred_to_the_cache(packaged, tiny_policy):
+    assert packaged.parent == policy.PRETRAINED and packaged.name == tiny_policy.name
+    digests = json.loads((packaged / policy.DIGESTS).read_text())
+    assert {"model.safetensors", "warm_start.json", "config.json"} <= set(digests)
+    assert policy.shipped(TINY_CONFIG) == packaged
+    assert warm_start(TINY_CONFIG, progress=False) == packaged
+    assert policy.shipped(PolicyConfig(seed=5)) is None
+
+
+@pytest.mark.parametrize("damage", ["alter", "remove", "extra", "digests"])
+def test_damaged_shipped_weights_are_refused_naming_the_file(packaged, damage):
+    weights = packaged / "model.safetensors"
+    if damage == "alter":
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 1
+        weights.write_bytes(bytes(data))
+        match = "model.safetensors: sha256 differs"
+    elif damage == "remove":
+        weights.unlink()
+        match = "model.safetensors: listed .* but missing"
+    elif damage == "extra":
+        (packaged / "pickle.bin").write_bytes(b"x")
+        match = "pickle.bin: not listed"
+    else:
+        (packaged / policy.DIGESTS).write_text("[1, 2")
+        match = "SHA256SUMS.json: unreadable"
+    with pytest.raises(ValueError, match=match):
+        warm_start(TINY_CONFIG, progress=False)
