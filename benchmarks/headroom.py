@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="GRPO learning rate (default: GRPOConfig's)")
     parser.add_argument("--composition", type=int, default=2048, help="pool prompts probed for the composition")
     parser.add_argument("--engine", default="auto")
+    parser.add_argument("--policy", type=Path, default=None, help="a policy directory (default: the world's)")
     parser.add_argument("--no-bound", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -130,7 +131,8 @@ def main() -> None:
         world["heldout_size"] = args.heldout_size
     grpo = GRPOConfig() if args.lr is None else GRPOConfig(lr=args.lr)
     env = PromptSelectionEnv(batch_size=args.batch_size, max_steps=args.steps, eval_every=args.eval_every,
-                             eval_rollouts=args.eval_rollouts, grpo=grpo, engine=args.engine, **world)
+                             eval_rollouts=args.eval_rollouts, grpo=grpo, engine=args.engine, policy=args.policy,
+                             **world)
     env.reset(seed=0)
     ids = np.random.default_rng(5).choice(env.pool_size, size=min(args.composition, env.pool_size), replace=False)
     comp = composition(env, ids, pass_rates(env, ids, 8, torch.Generator().manual_seed(1)))
