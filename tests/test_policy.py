@@ -94,9 +94,9 @@ def test_default_model_size(tokenizer):
 
 def test_config_key_of_the_arithmetic_policy_is_unchanged_by_later_fields():
     """Fields added for the Reasoning Gym world leave the key out at their defaults: old caches stay valid."""
-    assert PolicyConfig().key() == PolicyConfig(tokenizer="char", solved_target=None).key()
+    assert PolicyConfig().key() == PolicyConfig(tokenizer="char", mixed_target=None).key()
     assert PolicyConfig().key() != PolicyConfig(tokenizer="bpe").key()
-    assert PolicyConfig().key() != PolicyConfig(solved_target=0.1).key()
+    assert PolicyConfig().key() != PolicyConfig(mixed_target=0.1).key()
 
 
 def test_bpe_tokenizer_splits_digits_and_round_trips():

@@ -127,6 +127,16 @@ def test_seeded_by_the_generator(engine, policy):
     assert engine.generate(PROMPTS, 4, sp, g).completion_ids != engine.generate(PROMPTS, 4, sp, g).completion_ids
 
 
+def test_batches_longer_than_one_prefill_budget(engine):
+    # 384 requests of 37 tokens: more prompt tokens than vLLM's default 4096-token step, so a prefill would be
+    # split, and a split seeded request crashed vLLM 0.32 on CPU ("CPU Generator does not use offset").
+    prompts = [f"{i:05d}+67890+12345+67890+12345+67890=" for i in range(48)]
+    sp = SamplingParams(max_new_tokens=4)
+    a = engine.generate(prompts, 8, sp, gen(11))
+    assert len(a.completion_ids) == 48 * 8
+    assert a.completion_ids == engine.generate(prompts, 8, sp, gen(11)).completion_ids
+
+
 def test_samples_follow_the_policy_distribution(engine, policy):
     """First-token frequencies over 4000 samples of one prompt match the policy's probabilities."""
     n, prompt = 4000, PROMPTS[0]

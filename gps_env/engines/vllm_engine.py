@@ -252,6 +252,10 @@ class VLLMEngine:
         }
         if getattr(model.config, "max_position_embeddings", None):
             settings["max_model_len"] = model.config.max_position_embeddings
+            # A token budget that never splits a prompt's prefill: vLLM 0.32 on CPU rewinds a seeded request's
+            # generator after a partial prefill, which CPU generators refuse ("CPU Generator does not use
+            # offset"); batches of longer prompts (the Reasoning Gym world's) would crash.
+            settings["max_num_batched_tokens"] = max(8192, max_num_seqs * model.config.max_position_embeddings)
         if kv_cache_memory_bytes is not None or current_platform.is_cpu():
             settings["kv_cache_memory_bytes"] = kv_cache_memory_bytes or 512 << 20
         if not current_platform.is_cpu():
