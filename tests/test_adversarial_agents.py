@@ -16,7 +16,19 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gps_env.agents import GPS, DynamicSampling, LearnedSelector, MoPPS, Pairing, Uniform
+from gps_env.agents import (
+    DPS,
+    GPS,
+    GRESO,
+    DynamicSampling,
+    Learnability,
+    LearnedSelector,
+    MoPPS,
+    Pairing,
+    PromptReplay,
+    SpeedRL,
+    Uniform,
+)
 from gps_env.models import PPMConfig
 from gps_env.simulated import SimulatedPromptSelectionEnv
 
@@ -38,8 +50,9 @@ def build(name: str, env: Any, **kwargs: Any) -> Any:
         return LearnedSelector(env, ScoringPolicy(), **kwargs)
     if name == "gps":
         kwargs.setdefault("ppm", PPMConfig(hidden=16, latent=4, layers=1, heads=2, samples=2, updates=1, replay=2))
-    return {"uniform": Uniform, "ds": DynamicSampling, "mopps": MoPPS, "pairing": Pairing, "gps": GPS}[name](
-        env, **kwargs)
+    return {"uniform": Uniform, "ds": DynamicSampling, "mopps": MoPPS, "pairing": Pairing, "gps": GPS,
+            "greso": GRESO, "dps": DPS, "speedrl": SpeedRL, "learnability": Learnability,
+            "replay": PromptReplay}[name](env, **kwargs)
 
 
 #: Each agent's constructor arguments (besides env and seed, which every agent takes).
@@ -50,13 +63,22 @@ ARGUMENTS = {
     "pairing": ["c", "lambda_neg", "refresh_every", "candidates", "source"],
     "gps": ["lam", "target", "inter_step", "ppm", "distance", "candidates"],
     "learned": ["candidates"],
+    "greso": ["probe", "p_easy", "p_hard", "step_size", "bounds", "target_zero_variance", "keep_floor",
+              "gen_batch_size", "max_rounds"],
+    "dps": ["decay", "prior", "ratio"],
+    "speedrl": ["gen_batch_size", "max_rounds", "carry_over"],
+    "learnability": ["candidates"],
+    "replay": ["replay_fraction", "cooldown", "max_reuse", "window"],
 }
 #: One configuration of each agent class whose state holds something pool-sized, and the others.
 CONFIGS = {
     "uniform": {}, "uniform-epochs": {"epochs": True}, "ds": {}, "mopps": {}, "pairing": {"refresh_every": 2},
     "pairing-history": {"source": "history"}, "gps": {}, "gps-c2": {"candidates": 2}, "learned": {},
+    "greso": {}, "greso-probe": {"probe": True}, "dps": {}, "speedrl": {}, "learnability": {}, "replay": {},
+    "replay-eager": {"cooldown": 1},
 }
-POOL_SIZED = {"uniform-epochs", "mopps", "pairing", "pairing-history", "gps", "gps-c2"}
+POOL_SIZED = {"uniform-epochs", "mopps", "pairing", "pairing-history", "gps", "gps-c2", "greso", "greso-probe",
+              "dps", "speedrl", "learnability", "replay", "replay-eager"}
 
 
 def make(config: str, env: Any, seed: int = 0) -> Any:
@@ -156,7 +178,7 @@ PLAUSIBLE = {
     "gen_batch_size": st.integers(B - 1, N + 1),
     "max_rounds": st.integers(-1, 2**70),
     "band": st.tuples(UNIT, UNIT).map(sorted).map(tuple),
-    "prior": st.tuples(st.floats(1e-6, 1e6), st.floats(1e-6, 1e6)),
+    "prior": st.one_of(st.tuples(st.floats(1e-6, 1e6), st.floats(1e-6, 1e6)), st.floats(0.0, 1e6)),
     "decay": UNIT,
     "ratio": st.floats(1.0, 1e300),
     "target": UNIT,
@@ -174,6 +196,20 @@ PLAUSIBLE = {
         "latent_mode": st.sampled_from(["stochastic", "none", "other"]), "lr": st.floats(0.0, 1.0),
         "kl_weight": st.floats(-1.0, 10.0), "hidden": st.sampled_from([16, 30, 32]), "layers": st.integers(1, 2)}),
     "distance": st.sampled_from(["cosine", "chordal", "euclid"]),
+    "probe": st.booleans(),
+    "p_easy": st.floats(-0.1, 1.1),
+    "p_hard": st.floats(-0.1, 1.1),
+    "step_size": st.floats(-0.1, 1.1),
+    "bounds": st.one_of(st.tuples(UNIT, UNIT).map(sorted).map(tuple), st.tuples(st.floats(-0.1, 1.1),
+                                                                                 st.floats(-0.1, 1.1))),
+    "target_zero_variance": st.floats(-0.1, 1.1),
+    "keep_floor": st.floats(-0.1, 1.1),
+    "carry_over": st.booleans(),
+    "replay_fraction": st.floats(-0.1, 1.1),
+    "cooldown": st.integers(-1, 2**70),
+    "max_reuse": st.integers(-1, 2**70),
+    "window": st.one_of(st.tuples(UNIT, UNIT).map(sorted).map(tuple), st.tuples(st.floats(-0.1, 1.1),
+                                                                                 st.floats(-0.1, 1.1))),
 }
 SEEDS = st.one_of(st.integers(-(2**70), 2**70), st.sampled_from([None, True, 1.0, "0", np.int64(7), np.uint64(2**63),
                                                                  2**64 - 1, 2**64, [1, 2]]))
@@ -194,6 +230,7 @@ def test_constructor_arguments_build_a_working_agent_or_raise_value_error(sim, n
         return
     event(f"{name}: built")
     assert_valid_batch(agent.act(obs))
+    agent.load_state_dict(copy.deepcopy(agent.state_dict()))  # what it learnt is a state it accepts
 
 
 @pytest.mark.parametrize("name", sorted(ARGUMENTS))
@@ -252,10 +289,61 @@ def test_numpy_integer_seeds_are_seeds(sim, name):
     ("learned", {"candidates": float("inf")}, "candidates"),
     ("learned", {"candidates": None}, "candidates"),
     ("learned", {"candidates": "4"}, "candidates"),
+    ("greso", {"probe": 1}, "probe"),
+    ("greso", {"p_easy": 1.5}, "p_easy"),
+    ("greso", {"p_hard": float("nan")}, "p_hard"),
+    ("greso", {"step_size": -0.01}, "step_size"),
+    ("greso", {"bounds": (0.9, 0.1)}, "bounds"),
+    ("greso", {"bounds": 0.5}, "bounds"),
+    ("greso", {"target_zero_variance": float("inf")}, "target_zero_variance"),
+    ("greso", {"keep_floor": "0.01"}, "keep_floor"),
+    ("greso", {"gen_batch_size": B - 1}, "gen_batch_size"),
+    ("greso", {"gen_batch_size": N + 1}, "gen_batch_size"),
+    ("greso", {"max_rounds": 0}, "max_rounds"),
+    ("dps", {"decay": 0.0}, "decay"),
+    ("dps", {"decay": 1.5}, "decay"),
+    ("dps", {"decay": float("nan")}, "decay"),
+    ("dps", {"prior": 0.0}, "prior"),
+    ("dps", {"prior": (1.0, 1.0)}, "prior"),
+    ("dps", {"prior": float("inf")}, "prior"),
+    ("dps", {"prior": 1e308}, "prior"),
+    ("dps", {"prior": 5e-324}, "prior"),
+    ("dps", {"ratio": 0.5}, "ratio"),
+    ("dps", {"ratio": float("nan")}, "ratio"),
+    ("dps", {"ratio": "32"}, "ratio"),
+    ("speedrl", {"gen_batch_size": B - 1}, "gen_batch_size"),
+    ("speedrl", {"gen_batch_size": 16.0}, "gen_batch_size"),
+    ("speedrl", {"max_rounds": -1}, "max_rounds"),
+    ("speedrl", {"carry_over": "yes"}, "carry_over"),
+    ("learnability", {"candidates": 0.5}, "candidates"),
+    ("learnability", {"candidates": float("inf")}, "candidates"),
+    ("learnability", {"candidates": None}, "candidates"),
+    ("replay", {"replay_fraction": -0.1}, "replay_fraction"),
+    ("replay", {"replay_fraction": float("nan")}, "replay_fraction"),
+    ("replay", {"cooldown": 0}, "cooldown"),
+    ("replay", {"cooldown": 1.5}, "cooldown"),
+    ("replay", {"max_reuse": 0}, "max_reuse"),
+    ("replay", {"max_reuse": True}, "max_reuse"),
+    ("replay", {"window": (0.7, 0.24)}, "window"),
+    ("replay", {"window": (0.2, float("nan"))}, "window"),
 ])
 def test_bad_arguments_are_refused_by_name(sim, name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         build(name, sim[0], **kwargs)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [
+    ("replay", {"max_reuse": 2**70, "cooldown": 1}), ("greso", {"probe": True, "max_rounds": 2**70}),
+    ("speedrl", {"max_rounds": 2**70}), ("ds", {"max_rounds": 2**70}), ("dps", {"prior": 1e300, "decay": 0.5}),
+    ("dps", {"prior": 1e-300, "decay": 1.0}),
+])
+def test_integers_beyond_int64_and_extreme_priors_work(name, kwargs):
+    """Caps beyond int64 mean "no cap" (never an OverflowError); the state stays finite and loadable."""
+    env = world()
+    agent = build(name, env, **kwargs)
+    obs = run(env, agent, 6)
+    agent.load_state_dict(copy.deepcopy(agent.state_dict()))
+    assert_valid_batch(agent.act(obs))
 
 
 def test_learned_selector_needs_a_policy_with_predict(sim):
@@ -317,7 +405,7 @@ def test_an_observation_of_another_world_is_refused_naming_both_shapes(trained, 
     assert same(agent.state_dict(), before)
 
 
-@pytest.mark.parametrize("config", ["mopps", "gps", "gps-c2", "learned"])
+@pytest.mark.parametrize("config", ["mopps", "gps", "gps-c2", "learned", "greso", "greso-probe", "dps", "replay"])
 @pytest.mark.parametrize(("key", "value", "match"), [
     ("last_batch", np.array([0, 1, 2, 3, 4, 5, 6, N]), "outside"),
     ("last_batch", np.array([0, 1, 2, 3, 4, 5, 6, -1]), "outside"),
@@ -325,6 +413,7 @@ def test_an_observation_of_another_world_is_refused_naming_both_shapes(trained, 
     ("last_rewards", np.full((B, K), np.nan, np.float32), "NaN"),
     ("last_rewards", np.full((B, K), 2.0, np.float32), "outside"),
     ("step", np.array([-3]), "step"),
+    ("step", np.array([2**64 - 1], np.uint64), "step"),
 ])
 def test_bad_values_of_the_last_batch_are_refused(sim, trained, config, key, value, match):
     env, obs = sim
@@ -410,6 +499,53 @@ def corrupt_nested(config: str, state: dict[str, Any]) -> list[tuple[str, dict[s
         steps = copy.deepcopy(state)
         steps["steps_seen"] = 0
         out.append(("steps_seen", steps))
+    if config.startswith("greso"):
+        both = copy.deepcopy(state)
+        both["easy_run"][0], both["hard_run"][0] = 1, 1
+        out.append(("easy_run", both))
+        wraps = copy.deepcopy(state)  # uint64 beyond int64: would wrap to a negative run on loading
+        wraps["hard_run"] = np.full(N, 2**64 - 1, np.uint64) * (state["easy_run"] == 0)
+        out.append(("hard_run", wraps))
+        order = copy.deepcopy(state)
+        order["order"] = order["order"][:-1]
+        out.append(("order", order))
+        cursor = copy.deepcopy(state)
+        cursor["cursor"] = N + 1
+        out.append(("cursor", cursor))
+        pending = copy.deepcopy(state)
+        pending["pending_ids"], pending["pending_rewards"] = np.arange(3), np.zeros((2, K))
+        out.append(("pending_rewards", pending))
+    if config == "dps":
+        counts = copy.deepcopy(state)
+        counts["counts"][0, 0, 0] = 0.0
+        out.append(("counts", counts))
+        belief = copy.deepcopy(state)
+        belief["belief"][0] = [0.5, 0.5, 0.5]
+        out.append(("belief", belief))
+        huge = copy.deepcopy(state)  # finite counts whose column sums overflow: NaN transitions
+        huge["counts"][0] = 1e308
+        out.append(("counts", huge))
+    if config in ("speedrl", "learnability"):
+        acted = copy.deepcopy(state)
+        acted["acted_batch"] = acted["acted_batch"][:-1]
+        out.append(("acted_batch", acted))
+        acted = copy.deepcopy(state)
+        acted["acted_step"] = -1
+        out.append(("acted_batch", acted))
+    if config in ("speedrl", "replay", "replay-eager"):
+        queue = copy.deepcopy(state)
+        queue["queue"] = np.array([1, 2, 1])
+        out.append(("queue", queue))
+    if config.startswith("replay"):
+        pending = copy.deepcopy(state)
+        pending["pending"] = np.arange(B // 2 + 1)
+        out.append(("pending", pending))
+        reuse = copy.deepcopy(state)
+        reuse["reuse"][0] = 6
+        out.append(("reuse", reuse))
+        wraps = copy.deepcopy(state)  # uint64 beyond int64: would wrap to a negative step on loading
+        wraps["last_step"] = np.full(N, 2**64 - 1, np.uint64)
+        out.append(("last_step", wraps))
     return out
 
 
@@ -436,7 +572,8 @@ def test_state_of_another_class_missing_key_wrong_shape_refused_round_trip_works
     before = copy.deepcopy(agent.state_dict())
     wrong_shape = copy.deepcopy(before)
     key = {"uniform": "queue", "ds": "cap_hits", "mopps": "alpha", "pairing": "weights", "gps": "history",
-           "learned": "learnt_step"}[config.split("-")[0]]
+           "learned": "learnt_step", "greso": "easy_run", "dps": "counts", "speedrl": "queue",
+           "learnability": "acted_batch", "replay": "pass_rate"}[config.split("-")[0]]
     wrong_shape[key] = [(np.arange(B + 1), np.zeros(B + 1))] if key == "history" else np.zeros((2, 3), np.int64)
     missing = {k: v for k, v in before.items() if k != "rng"}
     others = [trained[c].state_dict() for c in CONFIGS if c.split("-")[0] != config.split("-")[0]]

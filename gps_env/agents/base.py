@@ -236,8 +236,8 @@ class SelectorAgent:
             if value.dtype.kind not in kinds:
                 raise ValueError(f"observation {key!r} has dtype {value.dtype}, expected {_KIND_NAMES[kinds]}")
         step = obs["step"][0]
-        if step < 0:
-            raise ValueError(f"observation 'step' must be >= 0, got {step}")
+        if not 0 <= step < 2**63:  # an int64 step count (a uint64 beyond would overflow the agents' arrays)
+            raise ValueError(f"observation 'step' must be in [0, 2**63), got {step}")
         if step >= 1:  # a batch was trained: the agents that read it learn from it
             if "last_batch" in keys:
                 check_ids("last_batch", obs["last_batch"], b, n, where="observation")

@@ -52,7 +52,7 @@ class DPS(SelectorAgent):
         env: the env or an :class:`~gps_env.spec.AgentSpec`.
         seed: seed of the candidate draws and tie-breaking.
         decay: λ in (0, 1] (1: no forgetting).
-        prior: a0 > 0, the prior count of every transition.
+        prior: a0 in [1e-300, 1e300], the prior count of every transition.
         ratio: candidates per batch slot (>= 1; capped at the pool).
 
     State: ``rng``, ``learnt_step``, ``counts`` (N, 3, 3) positive, ``belief`` π (N, 3) and ``previous`` π̄ (N, 3),
@@ -72,7 +72,7 @@ class DPS(SelectorAgent):
     ) -> None:
         super().__init__(env, seed)
         check_number("decay", decay, 0.0, 1.0, low_open=True)
-        check_number("prior", prior, 0.0, low_open=True)
+        check_number("prior", prior, 1e-300, 1e300)  # beyond: column sums overflow or counts underflow to 0
         candidate_count(ratio, self.batch_size, self.pool_size, name="ratio")
         self.decay, self.prior, self.ratio = float(decay), float(prior), ratio
         self.reset()
@@ -135,8 +135,10 @@ class DPS(SelectorAgent):
     def check_state_dict(self, state: Any) -> None:
         super().check_state_dict(state)
         counts = check_array("counts", state["counts"], (self.pool_size, 3, 3))
-        if not np.all(counts > 0):
-            raise ValueError("state 'counts' must be positive (Dirichlet counts)")
+        with np.errstate(over="ignore"):
+            sums = counts.sum(axis=1, dtype=np.float64)
+        if not np.all(counts > 0) or not np.all(np.isfinite(sums)):
+            raise ValueError("state 'counts' must be positive (Dirichlet counts) with finite column sums")
         for key in ("belief", "previous"):
             a = check_array(key, state[key], (self.pool_size, 3), low=0.0, high=1.0)
             if not np.allclose(a.sum(axis=1), 1.0, atol=1e-6):

@@ -238,8 +238,9 @@ class GRESO(SelectorAgent):
         super().check_state_dict(state)
         check_number("state 'p_easy'", state["p_easy"], 0.0, 1.0)
         check_number("state 'p_hard'", state["p_hard"], 0.0, 1.0)
-        easy = check_array("easy_run", state["easy_run"], (self.pool_size,), "iu", low=0)
-        hard = check_array("hard_run", state["hard_run"], (self.pool_size,), "iu", low=0)
+        # run lengths grow by one a step: 2**62 keeps them int64 (uint64 beyond 2**63 would wrap on loading)
+        easy = check_array("easy_run", state["easy_run"], (self.pool_size,), "iu", low=0, high=2**62)
+        hard = check_array("hard_run", state["hard_run"], (self.pool_size,), "iu", low=0, high=2**62)
         if np.any((easy > 0) & (hard > 0)):
             raise ValueError("state 'easy_run' and 'hard_run' are both positive for a prompt")
         order = check_ids("order", state["order"], None, self.pool_size)

@@ -131,7 +131,8 @@ class PromptReplay(SelectorAgent):
         replayed = np.isin(batch, self._pending)
         self.pass_rate[batch] = success
         self.last_step[batch] = trained_at
-        self.reuse[batch[replayed]] = np.minimum(self.reuse[batch[replayed]] + 1, self.max_reuse)
+        reuse = self.reuse[batch[replayed]]
+        self.reuse[batch[replayed]] = np.where(reuse < self.max_reuse, reuse + 1, reuse)  # max_reuse may pass int64
         self._queue = self._queue[~np.isin(self._queue, batch[~replayed])]
         self._pending = np.empty(0, dtype=np.int64)
 
@@ -169,8 +170,9 @@ class PromptReplay(SelectorAgent):
         n = self.pool_size
         check_ids("queue", state["queue"], None, n)
         check_array("pass_rate", state["pass_rate"], (n,), low=0.0, high=1.0)
-        check_array("last_step", state["last_step"], (n,), "iu", low=-1)
-        check_array("reuse", state["reuse"], (n,), "iu", low=0, high=self.max_reuse)
+        # int64 on loading (uint64 beyond 2**63 would wrap); reuse grows by one a replay
+        check_array("last_step", state["last_step"], (n,), "iu", low=-1, high=2**63 - 2)
+        check_array("reuse", state["reuse"], (n,), "iu", low=0, high=min(self.max_reuse, 2**62))
         check_ids("pending", state["pending"], None, n)
         if len(state["pending"]) > self.replay_budget:
             raise ValueError(f"state 'pending' holds more than {self.replay_budget} replayed ids")
