@@ -5,11 +5,12 @@
 1. **Pool composition at the start of RL**: per-prompt success over k = 8 samples on ``--composition``
    prompts drawn uniformly from the pool: the share never solved, always solved and mixed (the last is
    uniform's expected ESR), overall and per task family and level.
-2. **Uniform against a privileged bound**: dynamic sampling whose probes are *free* (``FreeDynamicSampling``:
-   it draws candidates uniformly, samples k rollouts of each with the engine outside the env's ledger and
-   generator, and trains on the first B whose probe was mixed). It pays only for the rollouts it trains on, so
-   it bounds what selection by pass rate can buy. Not a selector: honest ones pay for their probes (DS in
-   ``gps-env bench`` does).
+2. **Uniform against a privileged bound**: dynamic sampling whose probes are *free*: the DS agent
+   (``gps_env.agents.DynamicSampling``, probing up to ``--bound-rounds`` rounds of B uniformly drawn prompts
+   through the env's probe API, which reuses the probe rollouts of the prompts it trains on), with its
+   x-axis counting only the rollouts it trains on (steps × B × k), not its probes. It pays nothing to find
+   the mixed groups, so it bounds what selection by pass rate can buy. Not a selector: honest ones pay for
+   their probes (DS in ``gps-env bench`` does).
 3. **Headroom**: the rollouts the bound needs to reach uniform's final held-out accuracy (same seed, linear
    interpolation between evaluations), as a share of uniform's; mean over seeds with a 95% t interval.
 """
@@ -28,7 +29,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from gps_env import GRPOConfig, PromptSelectionEnv
-from gps_env.agents import Uniform
+from gps_env.agents import DynamicSampling, Uniform
 from gps_env.bench.config import WORLDS
 
 
@@ -55,31 +56,9 @@ def composition(env: PromptSelectionEnv, ids: np.ndarray, rates: np.ndarray) -> 
     return {"all": row(list(rates)), **{k: row(v) for k, v in sorted(groups.items())}}
 
 
-class FreeDynamicSampling:
-    """Privileged bound: the first B uniformly drawn prompts whose free k-rollout probe was mixed."""
-
-    def __init__(self, env: PromptSelectionEnv, seed: int, max_rounds: int = 8) -> None:
-        self.env, self.max_rounds = env, max_rounds
-        self.rng = np.random.default_rng([seed, 99])
-        self.generator = torch.Generator().manual_seed(10_000 + seed)
-        self.probed = 0
-
-    def act(self, obs: dict) -> np.ndarray:
-        n, b = self.env.pool_size, self.env.batch_size
-        chosen: list[int] = []
-        for _ in range(self.max_rounds):
-            candidates = self.rng.choice(n, size=2 * b, replace=False)
-            candidates = candidates[~np.isin(candidates, chosen)]
-            rates = pass_rates(self.env, candidates, self.env.k, self.generator)
-            self.probed += len(candidates) * self.env.k
-            chosen += [int(i) for i in candidates[(rates > 0) & (rates < 1)]][: b - len(chosen)]
-            if len(chosen) == b:
-                break
-        rest = np.setdiff1d(self.rng.permutation(n)[: 2 * b], chosen)[: b - len(chosen)]
-        return np.array(chosen + [int(i) for i in rest], dtype=np.int64)
-
-
-def run(env: PromptSelectionEnv, agent, seed: int, label: str) -> dict:
+def run(env: PromptSelectionEnv, agent, seed: int, label: str, free_probes: bool = False) -> dict:
+    """One episode; the curve's rollouts are what the ledger charges the selector, or with ``free_probes`` only
+    the rollouts trained on (steps × B × k)."""
     obs, info = env.reset(seed=seed)
     curve = [(0, 0, info["eval"]["accuracy"], info["eval"]["by_task"])]
     esr, truncated, start = [], False, time.perf_counter()
@@ -88,8 +67,9 @@ def run(env: PromptSelectionEnv, agent, seed: int, label: str) -> dict:
             obs, reward, _, truncated, info = env.step(agent.act(obs))
             esr.append(reward)
             if "eval" in info:
-                curve.append((info["step"], info["ledger"]["rollouts"]["selector"], info["eval"]["accuracy"],
-                              info["eval"]["by_task"]))
+                spent = (info["step"] * env.batch_size * env.k if free_probes
+                         else info["ledger"]["rollouts"]["selector"])
+                curve.append((info["step"], spent, info["eval"]["accuracy"], info["eval"]["by_task"]))
             bar.update(1)
     return {"selector": label, "seed": seed, "curve": curve, "esr": esr, "seconds": time.perf_counter() - start}
 
@@ -123,6 +103,7 @@ def main() -> None:
     parser.add_argument("--engine", default="auto")
     parser.add_argument("--policy", type=Path, default=None, help="a policy directory (default: the world's)")
     parser.add_argument("--no-bound", action="store_true")
+    parser.add_argument("--bound-rounds", type=int, default=8, help="probe rounds of B prompts per bound step")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -146,7 +127,8 @@ def main() -> None:
     for seed in args.seeds:
         runs.append(run(env, Uniform(env, seed=seed), seed, "uniform"))
         if not args.no_bound:
-            runs.append(run(env, FreeDynamicSampling(env, seed), seed, "free-probe DS (bound)"))
+            bound = DynamicSampling(env, seed=seed, max_rounds=args.bound_rounds)
+            runs.append(run(env, bound, seed, "free-probe DS (bound)", free_probes=True))
     labels = list(dict.fromkeys(r["selector"] for r in runs))
     print(f"\nheld-out sampled accuracy, B={args.batch_size}, k=8, lr={grpo.lr}, seeds {args.seeds}")
     print(f"{'step':>6} {'rollouts':>9} " + " ".join(f"{lab:>22}" for lab in labels))
