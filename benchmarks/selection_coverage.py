@@ -2,7 +2,7 @@
 
     python benchmarks/selection_coverage.py --steps 150 --seed 0 --selectors gps gps-c4 uniform
 
-Runs each selector for ``--steps`` GRPO steps on the default embedded world and prints how many distinct
+Runs each selector for ``--steps`` GRPO steps on an embedded world (``--world``) and prints how many distinct
 prompts it picked, how often its favourite prompts were picked, and its share of picks per task against
 the pool's share. Uniform is the baseline measured in the same run.
 """
@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from gps_env import PromptSelectionEnv
 from gps_env.agents.registry import SELECTORS
+from gps_env.bench.config import DEFAULT_WORLD, WORLDS
 
 
 def main() -> None:
@@ -25,11 +26,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--world", choices=sorted(WORLDS), default=DEFAULT_WORLD)
+    parser.add_argument("--engine", default="auto")
     parser.add_argument("--selectors", nargs="+", default=["gps", "gps-c4", "uniform"], choices=sorted(SELECTORS))
     args = parser.parse_args()
     torch.set_num_threads(1)  # the tiny policy is faster on one thread on a shared 2-core machine
 
-    env = PromptSelectionEnv(batch_size=args.batch_size, max_steps=10**9, eval_every=0, progress=False)
+    env = PromptSelectionEnv(batch_size=args.batch_size, max_steps=10**9, eval_every=0, progress=False,
+                             engine=args.engine, **WORLDS[args.world])
     pool_tasks = collections.Counter(p.task for p in env.pool.problems)
     names = list(dict.fromkeys([*args.selectors, "uniform"]))
     print(f"{args.steps} steps, B={args.batch_size}, seed {args.seed}, pool of {len(env.pool)}: "
