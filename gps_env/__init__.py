@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 register(id="gps_env/PromptSelection-v0", entry_point="gps_env.env:PromptSelectionEnv")
 register(id="gps_env/ReasoningGym-v0", entry_point="gps_env.env:PromptSelectionEnv",
-         kwargs={"task_mix": "reasoning_gym", "pool_size": 20000, "heldout_size": 1000})
+         kwargs={"task_mix": "reasoning_gym", "pool_size": 20000, "heldout_size": 500})
 register(id="gps_env/SimulatedPromptSelection-v0", entry_point="gps_env.simulated:SimulatedPromptSelectionEnv")
 
 #: public name -> module that defines it
