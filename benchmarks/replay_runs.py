@@ -1,6 +1,6 @@
 """Replay the first steps of committed head-to-head runs with today's code and compare them step by step.
 
-    python benchmarks/replay_runs.py --runs docs/results/h2h --steps 20 --selectors gps gps-c4
+    python benchmarks/replay_runs.py --runs docs/results/h2h --steps 20 --selectors gps gps-pool
     python benchmarks/replay_runs.py            # every selector with a committed seed-0 run
 
 A change meant to keep trajectories (a faster kernel, a different but equivalent optimiser call) must

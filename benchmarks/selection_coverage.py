@@ -1,6 +1,6 @@
 """How widely does each selector spread its batches over the pool? (coverage and concentration)
 
-    python benchmarks/selection_coverage.py --steps 150 --seed 0 --selectors gps gps-c4 uniform
+    python benchmarks/selection_coverage.py --steps 150 --seed 0 --selectors gps gps-pool uniform
 
 Runs each selector for ``--steps`` GRPO steps on an embedded world (``--world``) and prints how many distinct
 prompts it picked, how often its favourite prompts were picked, and its share of picks per task against
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--world", choices=sorted(WORLDS), default=DEFAULT_WORLD)
     parser.add_argument("--engine", default="auto")
-    parser.add_argument("--selectors", nargs="+", default=["gps", "gps-c4", "uniform"], choices=sorted(SELECTORS))
+    parser.add_argument("--selectors", nargs="+", default=["gps", "gps-pool", "uniform"], choices=sorted(SELECTORS))
     args = parser.parse_args()
     torch.set_num_threads(1)  # the tiny policy is faster on one thread on a shared 2-core machine
 

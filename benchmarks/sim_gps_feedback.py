@@ -5,7 +5,8 @@
 In the embedded world GPS over the whole pool starts above uniform's effective-sample ratio and ends far
 below it (docs/gps.md). The simulated world knows every prompt's true p, so it can show what the PPM
 believes while that happens. For uniform, GPS (the paper's rule), GPS without diversity (λ = 0), without the
-latent, with a 16-batch replay, and over 4B random candidates, this prints per 100-step window the mean ESR,
+latent, with a 16-batch replay, GPS's other readings (the default over 4B random candidates, max-min diversity,
+one latent draw, the conventions of its ancestor PDTS) and GPS-M, this prints per 100-step window the mean ESR,
 and at the window's end the PPM's mean prediction over the pool against the true mean p, the spread
 (standard deviation) of its predictions, and the true mean p of the batch it picked. Means over ``--seeds``
 (world and episode seed alike), the final held-out accuracy and how many distinct prompts were picked.
@@ -18,18 +19,27 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gps_env.agents import GPS, Uniform
+from gps_env.agents import GPS, GPSMemory, Uniform
 from gps_env.agents.base import SelectorAgent
 from gps_env.models import PPMConfig
 from gps_env.simulated import SimulatedPromptSelectionEnv
 
 AGENTS: dict[str, Callable[[SimulatedPromptSelectionEnv, int], SelectorAgent]] = {
     "uniform": lambda env, seed: Uniform(env, seed=seed),
+    "gps-pool": lambda env, seed: GPS(env, seed=seed, candidates=None),
+    "gps-pool, λ = 0": lambda env, seed: GPS(env, seed=seed, candidates=None, lam=0.0),
+    "gps-pool, no latent": lambda env, seed: GPS(env, seed=seed, candidates=None, ppm=PPMConfig(latent_mode="none")),
+    "gps-pool, replay 16": lambda env, seed: GPS(env, seed=seed, candidates=None, ppm=PPMConfig(replay=16)),
     "gps": lambda env, seed: GPS(env, seed=seed),
-    "gps, λ = 0": lambda env, seed: GPS(env, seed=seed, lam=0.0),
-    "gps, no latent": lambda env, seed: GPS(env, seed=seed, ppm=PPMConfig(latent_mode="none")),
-    "gps, replay 16": lambda env, seed: GPS(env, seed=seed, ppm=PPMConfig(replay=16)),
-    "gps-c4": lambda env, seed: GPS(env, seed=seed, candidates=4),
+    "gps-pool, max-min": lambda env, seed: GPS(env, seed=seed, candidates=None, diversity="min"),
+    "gps-pool, max-min, one draw": lambda env, seed: GPS(env, seed=seed, candidates=None, diversity="min",
+                                                        draws="thompson"),
+    "gps, max-min, one draw": lambda env, seed: GPS(env, seed=seed, diversity="min", draws="thompson"),
+    "gps-c16, max-min, one draw": lambda env, seed: GPS(env, seed=seed, diversity="min", draws="thompson",
+                                                       candidates=16),
+    "gps-pdts": lambda env, seed: GPS(env, seed=seed, diversity="min", draws="thompson", candidates=64, warmup=10),
+    "gps-m": lambda env, seed: GPSMemory(env, seed=seed),
+    "gps-m, whole pool": lambda env, seed: GPSMemory(env, seed=seed, candidates=None),
 }
 
 

@@ -20,6 +20,7 @@ from gps_env.agents import (
     DPS,
     GPS,
     GRESO,
+    GPSMemory,
     DynamicSampling,
     Learnability,
     LearnedSelector,
@@ -48,9 +49,10 @@ def build(name: str, env: Any, **kwargs: Any) -> Any:
     kwargs.setdefault("seed", 0)
     if name == "learned":
         return LearnedSelector(env, ScoringPolicy(), **kwargs)
-    if name == "gps":
+    if name in ("gps", "gpsm"):
         kwargs.setdefault("ppm", PPMConfig(hidden=16, latent=4, layers=1, heads=2, samples=2, updates=1, replay=2))
     return {"uniform": Uniform, "ds": DynamicSampling, "mopps": MoPPS, "pairing": Pairing, "gps": GPS,
+            "gpsm": GPSMemory,
             "greso": GRESO, "dps": DPS, "speedrl": SpeedRL, "learnability": Learnability,
             "replay": PromptReplay}[name](env, **kwargs)
 
@@ -61,7 +63,8 @@ ARGUMENTS = {
     "ds": ["gen_batch_size", "max_rounds", "band"],
     "mopps": ["prior", "decay", "ratio", "target", "mode", "band", "decay_every_step"],
     "pairing": ["c", "lambda_neg", "refresh_every", "candidates", "source"],
-    "gps": ["lam", "target", "inter_step", "ppm", "distance", "candidates"],
+    "gps": ["lam", "target", "inter_step", "ppm", "distance", "candidates", "diversity", "warmup", "draws"],
+    "gpsm": ["strength", "decay", "posterior", "lam", "candidates", "diversity", "draws"],
     "learned": ["candidates"],
     "greso": ["probe", "p_easy", "p_hard", "step_size", "bounds", "target_zero_variance", "keep_floor",
               "gen_batch_size", "max_rounds"],
@@ -73,11 +76,14 @@ ARGUMENTS = {
 #: One configuration of each agent class whose state holds something pool-sized, and the others.
 CONFIGS = {
     "uniform": {}, "uniform-epochs": {"epochs": True}, "ds": {}, "mopps": {}, "pairing": {"refresh_every": 2},
-    "pairing-history": {"source": "history"}, "gps": {}, "gps-c2": {"candidates": 2}, "learned": {},
+    "pairing-history": {"source": "history"}, "gps": {}, "gps-c2": {"candidates": 2},
+    "gps-pool": {"candidates": None, "diversity": "sum", "draws": "mean"}, "gps-warmup": {"warmup": 2},
+    "gpsm": {}, "gpsm-pool": {"candidates": None, "posterior": "mean"}, "learned": {},
     "greso": {}, "greso-probe": {"probe": True}, "dps": {}, "speedrl": {}, "learnability": {}, "replay": {},
     "replay-eager": {"cooldown": 1},
 }
-POOL_SIZED = {"uniform-epochs", "mopps", "pairing", "pairing-history", "gps", "gps-c2", "greso", "greso-probe",
+POOL_SIZED = {"uniform-epochs", "mopps", "pairing", "pairing-history", "gps", "gps-c2", "gps-pool", "gps-warmup",
+              "gpsm", "gpsm-pool", "greso", "greso-probe",
               "dps", "speedrl", "learnability", "replay", "replay-eager"}
 
 
@@ -196,6 +202,11 @@ PLAUSIBLE = {
         "latent_mode": st.sampled_from(["stochastic", "none", "other"]), "lr": st.floats(0.0, 1.0),
         "kl_weight": st.floats(-1.0, 10.0), "hidden": st.sampled_from([16, 30, 32]), "layers": st.integers(1, 2)}),
     "distance": st.sampled_from(["cosine", "chordal", "euclid"]),
+    "diversity": st.sampled_from(["sum", "min", "max"]),
+    "warmup": st.integers(-1, 2**70),
+    "draws": st.sampled_from(["mean", "thompson", "median"]),
+    "strength": st.floats(-1.0, 1e6),
+    "posterior": st.sampled_from(["thompson", "mean", "mode"]),
     "probe": st.booleans(),
     "p_easy": st.floats(-0.1, 1.1),
     "p_hard": st.floats(-0.1, 1.1),
@@ -286,6 +297,16 @@ def test_numpy_integer_seeds_are_seeds(sim, name):
     ("gps", {"distance": ["cosine"]}, "distance"),
     ("gps", {"embeddings": np.full((N, 4), "x")}, "embeddings"),
     ("gps", {"embeddings": np.zeros((N, 0), np.float32)}, "embeddings"),
+    ("gps", {"diversity": "max"}, "diversity"),
+    ("gps", {"diversity": "min", "distance": "chordal"}, "distance"),
+    ("gps", {"warmup": -1}, "warmup"),
+    ("gps", {"warmup": 2.5}, "warmup"),
+    ("gps", {"draws": "median"}, "draws"),
+    ("gpsm", {"strength": 0.0}, "strength"),
+    ("gpsm", {"strength": float("inf")}, "strength"),
+    ("gpsm", {"decay": 1.5}, "decay"),
+    ("gpsm", {"posterior": "mode"}, "posterior"),
+    ("gpsm", {"candidates": 0.5}, "candidates"),
     ("learned", {"candidates": float("inf")}, "candidates"),
     ("learned", {"candidates": None}, "candidates"),
     ("learned", {"candidates": "4"}, "candidates"),
@@ -405,7 +426,7 @@ def test_an_observation_of_another_world_is_refused_naming_both_shapes(trained, 
     assert same(agent.state_dict(), before)
 
 
-@pytest.mark.parametrize("config", ["mopps", "gps", "gps-c2", "learned", "greso", "greso-probe", "dps", "replay"])
+@pytest.mark.parametrize("config", ["mopps", "gps", "gps-c2", "gpsm", "learned", "greso", "greso-probe", "dps", "replay"])
 @pytest.mark.parametrize(("key", "value", "match"), [
     ("last_batch", np.array([0, 1, 2, 3, 4, 5, 6, N]), "outside"),
     ("last_batch", np.array([0, 1, 2, 3, 4, 5, 6, -1]), "outside"),
@@ -472,6 +493,12 @@ def corrupt_nested(config: str, state: dict[str, Any]) -> list[tuple[str, dict[s
         half = copy.deepcopy(state)
         half["weights"] = None
         out.append(("batch", half))
+    if config.startswith("gpsm"):
+        for key, bad in (("alpha", -1.0), ("beta", float("nan"))):
+            counts = copy.deepcopy(state)
+            counts[key] = counts[key].copy()
+            counts[key][3] = bad
+            out.append((key, counts))
     if config.startswith("gps"):
         name = next(iter(state["model"]))
         model = copy.deepcopy(state)
@@ -572,7 +599,7 @@ def test_state_of_another_class_missing_key_wrong_shape_refused_round_trip_works
     before = copy.deepcopy(agent.state_dict())
     wrong_shape = copy.deepcopy(before)
     key = {"uniform": "queue", "ds": "cap_hits", "mopps": "alpha", "pairing": "weights", "gps": "history",
-           "learned": "learnt_step", "greso": "easy_run", "dps": "counts", "speedrl": "queue",
+           "gpsm": "alpha", "learned": "learnt_step", "greso": "easy_run", "dps": "counts", "speedrl": "queue",
            "learnability": "acted_batch", "replay": "pass_rate"}[config.split("-")[0]]
     wrong_shape[key] = [(np.arange(B + 1), np.zeros(B + 1))] if key == "history" else np.zeros((2, 3), np.int64)
     missing = {k: v for k, v in before.items() if k != "rng"}

@@ -133,15 +133,15 @@ def test_paired_verdicts_against_uniform():
     runs_ += [fake_run("gps", k, base + [f + gaps[k]]) for k, f in finals.items()]
     runs_ += [fake_run("ds", k, base + [f - gaps[k]]) for k, f in finals.items()]
     runs_ += [fake_run("pairing", k, base + [finals[k] + d]) for k, d in ((0, 0.05), (1, -0.05), (2, 0.01))]
-    runs_ += [fake_run("gps-c4", k, base + [finals.get(k, 0.5) + 0.1]) for k in (1, 2, 7)]  # seed 7: uniform has none
-    s = bench.summarize(runs_, ["uniform", "ds", "mopps", "pairing", "gps", "gps-c4"])
+    runs_ += [fake_run("gps-m", k, base + [finals.get(k, 0.5) + 0.1]) for k in (1, 2, 7)]  # seed 7: uniform has none
+    s = bench.summarize(runs_, ["uniform", "ds", "mopps", "pairing", "gps", "gps-m"])
     assert s["mopps"]["paired_diff"] == 0 and s["mopps"]["paired_diff_ci95"] == 0
     assert s["mopps"]["verdict"] == "inside the noise"
     assert s["pairing"]["verdict"] == "inside the noise"
     assert s["gps"]["verdict"] == "ahead" and s["ds"]["verdict"] == "behind"
     assert s["gps"]["paired_diff"] == pytest.approx(0.11) and s["gps"]["paired_seeds"] == [0, 1, 2]
     assert s["gps"]["paired_diff_ci95"] == pytest.approx(4.303 * 0.01 / math.sqrt(3), rel=1e-3)
-    assert s["gps-c4"]["paired_seeds"] == [1, 2] and s["gps-c4"]["verdict"] == "ahead"
+    assert s["gps-m"]["paired_seeds"] == [1, 2] and s["gps-m"]["verdict"] == "ahead"
     table = bench.markdown_table(s, s["uniform"]["final_accuracy"])
     assert "| gps | 3 |" in table and "| +0.110 ± 0.025 | ahead |" in table and "| behind |" in table
     assert "does not rank selectors" not in table
@@ -269,7 +269,7 @@ def test_selectors_and_seeds_may_be_added_never_dropped(finished, tmp_path, monk
     config = json.loads((out / "config.json").read_text())
     assert config["selectors"] == RUN and config["seeds"] == SEEDS
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["selectors"]["gps-c4"]["runs"] == 2  # the report still covers every finished run
+    assert summary["selectors"]["gps-pool"]["runs"] == 2  # the report still covers every finished run
     bench.main(args(out, tiny_policy, selectors="uniform", seeds="1,7"))
     assert calls == [("uniform", 7)]
     assert json.loads((out / "config.json").read_text())["seeds"] == [0, 1, 7]
@@ -366,7 +366,7 @@ def test_shipped_ppo_selector_refuses_another_batch_size(tmp_path, tiny_policy):
 
 # ---------------------------------------------------------------------------------------------- registry
 def test_registry_builds_every_selector():
-    from gps_env.agents import GPS, Pairing, SelectorAgent
+    from gps_env.agents import GPS, GPSMemory, Pairing, SelectorAgent
     from gps_env.simulated import SimulatedPromptSelectionEnv
 
     assert bench.SELECTORS is registry.SELECTORS  # one dict: patching it changes what the bench runs
@@ -380,8 +380,10 @@ def test_registry_builds_every_selector():
         assert int(obs["step"][0]) == 2, name
     assert isinstance(agents["pairing"], Pairing) and agents["pairing"].refresh_every == 25
     assert agents["pairing-fixed"].refresh_every is None
-    assert isinstance(agents["gps-c4"], GPS) and agents["gps-c4"].candidates == 4
-    assert agents["gps"].candidates is None and agents["gps"].lam == 0.5 and agents["gps"].inter_step
+    assert isinstance(agents["gps-pool"], GPS) and agents["gps-pool"].candidates is None
+    assert agents["gps"].candidates == 4 and agents["gps"].lam == 0.5 and agents["gps"].inter_step
+    assert (agents["gps"].diversity, agents["gps"].draws, agents["gps-min"].diversity) == ("sum", "mean", "min")
+    assert isinstance(agents["gps-m"], GPSMemory) and agents["gps-m"].candidates == 4
     assert agents["gps-lam0"].lam == 0.0 and agents["gps-nointer"].inter_step is False
     assert agents["gps-nolatent"].ppm_config.latent_mode == "none"
     assert agents["gps"].ppm_config.latent_mode != "none"
@@ -401,9 +403,9 @@ def test_build_selector_names_classes_paths_and_callables():
     assert isinstance(registry.build_selector("MoPPS", env), MoPPS)
     assert isinstance(registry.build_selector("gps_env.agents.uniform:Uniform", env), Uniform)
     assert isinstance(registry.build_selector(Uniform, env, seed=2), Uniform)
-    agent = registry.build_selector("gps-c4", env, kwargs={"lam": 0.0})  # over the entry's settings
-    assert isinstance(agent, GPS) and agent.candidates == 4 and agent.lam == 0.0
-    assert registry.build_selector("gps-c4", env, kwargs={"candidates": 2}).candidates == 2
+    agent = registry.build_selector("gps-pool", env, kwargs={"lam": 0.0})  # over the entry's settings
+    assert isinstance(agent, GPS) and agent.candidates is None and agent.lam == 0.0
+    assert registry.build_selector("gps-pool", env, kwargs={"candidates": 2}).candidates == 2
     with pytest.raises(ValueError, match="unknown selector") as exc:
         registry.build_selector("nope", env)
     assert all(name in str(exc.value) for name in [*registry.SELECTORS, "GPS", "MoPPS", "module:name"])

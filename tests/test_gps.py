@@ -151,7 +151,7 @@ def test_gps_acts_through_the_env_and_reports_spearman(make_env):
 
 def test_gps_with_zero_lambda_picks_top_b_by_predicted_utility(make_env):
     env = make_env()
-    agent = GPS(env, seed=0, lam=0.0)
+    agent = GPS(env, seed=0, lam=0.0, candidates=None, draws="mean")
     obs, _ = env.reset(seed=0)
     agent.generator.manual_seed(0)
     gamma = agent.predict_success()
@@ -163,7 +163,7 @@ def test_gps_with_zero_lambda_picks_top_b_by_predicted_utility(make_env):
 
 def test_gps_candidates_score_only_the_candidates_as_the_whole_pool_would(make_env):
     env = make_env(lenient=True)
-    agent = GPS(env, seed=0, candidates=2)
+    agent = GPS(env, seed=0, candidates=2, diversity="sum", draws="mean")
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(agent.act(obs))  # some history, so the prior is not N(0, I)
     agent.observe(obs)

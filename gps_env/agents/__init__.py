@@ -12,6 +12,7 @@ from gps_env._lazy import lazy_exports
 _EXPORTS = {
     "DPS": "gps_env.agents.dps",
     "GPS": "gps_env.agents.gps",
+    "GPSMemory": "gps_env.agents.gps_memory",
     "GRESO": "gps_env.agents.greso",
     "Learnability": "gps_env.agents.learnability",
     "PromptReplay": "gps_env.agents.prompt_replay",

@@ -24,7 +24,7 @@ from gps_env.agents.base import (
     finite_real,
 )
 from gps_env.models import PPM, PPMConfig
-from gps_env.selectors import candidate_count, draw_candidates, greedy_diverse, utility
+from gps_env.selectors import candidate_count, draw_candidates, greedy_diverse, greedy_maxmin, utility
 from gps_env.selectors.screen import BFloat16Screen
 from gps_env.spec import AgentSpec
 
@@ -86,7 +86,10 @@ class GPS(SelectorAgent):
         ppm: PPMConfig | Mapping[str, Any] | None = None,
         distance: str = "cosine",
         embeddings: np.ndarray | None = None,
-        candidates: float | None = None,
+        candidates: float | None = 4.0,
+        diversity: str = "sum",
+        warmup: int = 0,
+        draws: str = "mean",
     ) -> None:
         super().__init__(env, seed)
         if candidates is not None:
@@ -96,6 +99,13 @@ class GPS(SelectorAgent):
         check_number("target", target, 0.0, 1.0)
         check_bool("inter_step", inter_step)
         check_choice("distance", distance, ("cosine", "chordal"))
+        check_choice("diversity", diversity, ("sum", "min"))
+        check_choice("draws", draws, ("mean", "thompson"))
+        self.draws = draws
+        if diversity == "min" and distance != "cosine":
+            raise ValueError("diversity='min' uses the cosine distance; distance must be 'cosine'")
+        self.warmup = check_integer("warmup", warmup, 0)
+        self.diversity = diversity
         if ppm is not None and not isinstance(ppm, PPMConfig | Mapping):
             raise ValueError(f"ppm must be a PPMConfig, a mapping of its fields or None, got {type(ppm).__name__}")
         if isinstance(ppm, Mapping):
@@ -116,7 +126,7 @@ class GPS(SelectorAgent):
         self.embeddings = e
         self._e = torch.from_numpy(e)
         self._blas = ThreadpoolController()
-        whole_pool = candidates is None and distance == "cosine"
+        whole_pool = candidates is None and distance == "cosine" and diversity == "sum"
         self._screen = BFloat16Screen(e) if whole_pool and self.pool_size >= SCREEN_MIN_POOL else None
         self.reset()
 
@@ -170,36 +180,54 @@ class GPS(SelectorAgent):
         self.model.eval()
         self.last_elbo = {"neg_elbo": float(loss.detach()), **parts}
 
-    def predict_success(self) -> np.ndarray:
-        """γ̂ for every prompt of the pool given the newest history (one M-sample Monte Carlo estimate)."""
+    def predict_success(self, samples: int | None = None) -> np.ndarray:
+        """γ̂ for every prompt of the pool given the newest history (a Monte Carlo mean over ``samples`` latent
+        draws; default the PPM's M)."""
         context = self._context(self.history[-1] if self.history else None)
-        return self.model.predict(self._e, context, self.generator).numpy().astype(np.float64)
+        return self.model.predict(self._e, context, self.generator, samples).numpy().astype(np.float64)
 
-    def predict_for(self, embeddings: np.ndarray) -> np.ndarray:
+    def predict_for(self, embeddings: np.ndarray, samples: int | None = None) -> np.ndarray:
         """γ̂ for prompts outside the pool (test-time allocation), given their L2-normalised embeddings."""
         e = np.asarray(embeddings, dtype=np.float32)
         if e.ndim != 2 or e.shape[1] != self.embeddings.shape[1] or not np.all(np.isfinite(e)):
             raise ValueError(f"embeddings must be finite with shape (n, {self.embeddings.shape[1]}), got {e.shape}")
         context = self._context(self.history[-1] if self.history else None)
-        return self.model.predict(torch.from_numpy(e), context, self.generator).numpy().astype(np.float64)
+        return self.model.predict(torch.from_numpy(e), context, self.generator, samples).numpy().astype(np.float64)
+
+    def _gamma(self, pool: np.ndarray | None) -> np.ndarray:
+        """γ̂ for the prompts the greedy scores: the whole pool (``pool`` None) or the candidates (the others
+        are set to the target; the greedy never reads them). ``draws="thompson"``: one latent draw."""
+        samples = 1 if self.draws == "thompson" else None
+        if pool is None:
+            return self.predict_success(samples)
+        gamma = np.full(self.pool_size, self.target)
+        gamma[pool] = self.predict_for(self.embeddings[pool], samples)
+        return gamma
 
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.steps_seen < self.warmup:  # (PDTS) the first steps are uniform; the PPM still learns from them
+            batch = np.sort(self.rng.choice(self.pool_size, self.batch_size, replace=False)).astype(np.int64)
+            gamma = self._gamma(batch)
+            self.last_terms = {}
+            self.log.append({"step": int(obs["step"][0]), **self.last_elbo})
+            return {"prompts": batch, "predictions": np.clip(gamma[batch], 0.0, 1.0)}
         previous = self.history[-1][0] if (self.inter_step and self.history) else None
         pool = None
-        if self.candidates is None:
-            gamma = self.predict_success()
-        else:  # only the candidates are scored: the same batch as predicting the whole pool, N/|C| cheaper
+        if self.candidates is not None:  # only the candidates are scored: N/|C| cheaper
             pool = draw_candidates(self.rng, self.pool_size, self.batch_size, self.candidates, name="candidates")
-            gamma = np.full(self.pool_size, self.target)
-            gamma[pool] = self.predict_for(self.embeddings[pool])
+        gamma = self._gamma(pool)
         # (ours) utility scaled to [-1, 0], so λ weighs a unit-range utility against O(1) distances
         scaled = utility(gamma, self.target) / max(self.target, 1.0 - self.target) ** 2
         # numpy's BLAS on one thread: its idle worker threads spin for a while after each call and starve
         # torch's (the screen's products, the PPM update, the policy): benchmarks/gps_step.py times both.
         with self._blas.limit(limits=1, user_api="blas"):
-            batch, terms = greedy_diverse(scaled, self.embeddings, self.batch_size, self.lam,
-                                          previous=previous, candidates=pool, distance=self.distance,
-                                          screen=self._screen)
+            if self.diversity == "min":
+                batch, terms = greedy_maxmin(scaled, self.embeddings, self.batch_size, self.lam,
+                                             previous=previous, candidates=pool)
+            else:
+                batch, terms = greedy_diverse(scaled, self.embeddings, self.batch_size, self.lam,
+                                              previous=previous, candidates=pool, distance=self.distance,
+                                              screen=self._screen)
         self.last_terms = terms
         self.log.append({"step": int(obs["step"][0]), **terms, **self.last_elbo})
         return {"prompts": batch, "predictions": np.clip(gamma[batch], 0.0, 1.0)}

@@ -4,7 +4,7 @@ An entry names its agent by ``"package.module:attribute"`` (a class or a factory
 and holds its fixed settings; the agent's module is imported only when the entry is called, so this module
 imports without torch::
 
-    agent = SELECTORS["gps-c4"](env, seed)                # GPS(env, seed=seed, candidates=4)
+    agent = SELECTORS["gps-m"](env, seed)                 # GPSMemory(env, seed=seed)
     agent = build_selector("mopps", env, seed=1)           # a registry name
     agent = build_selector("GPS", env, kwargs={"lam": 0})  # a class of gps_env.agents, or "pkg.mod:name"
 
@@ -81,8 +81,8 @@ class SelectorEntry:
 _GPS = "gps_env.agents.gps:GPS"
 _PAIRING = "gps_env.agents.pairing:Pairing"
 
-#: Selector factories ``(env, seed) -> agent``, by name: the five selectors, then variants (GPS over random
-#: 4B-prompt candidate sets, the GPS paper's ablations, the pairing paper's fixed pair) and the PPO selector
+#: Selector factories ``(env, seed) -> agent``, by name: the five selectors, then variants (GPS's readings
+#: and ablations, GPS-M, the pairing paper's fixed pair), the 2025–26 selectors and the PPO selector
 #: trained on the simulated world (``benchmarks/train_learned_selector.py``).
 SELECTORS: dict[str, SelectorEntry] = {
     "uniform": SelectorEntry("gps_env.agents.uniform:Uniform", {}, "B prompts uniformly at random (the baseline)"),
@@ -92,12 +92,28 @@ SELECTORS: dict[str, SelectorEntry] = {
                            "MoPPS: Beta posteriors, Thompson sampling towards success rate 0.5"),
     "pairing": SelectorEntry(_PAIRING, {"refresh_every": 25},
                              "pairing: probed hard/easy prompt pairs, re-selected every 25 steps", probes=True),
-    "gps": SelectorEntry(_GPS, {}, "GPS: the predictive prompt model and greedy diverse selection"),
-    "gps-c4": SelectorEntry(_GPS, {"candidates": 4}, "GPS over random candidate sets of 4B prompts"),
+    "gps": SelectorEntry(_GPS, {}, "GPS: the predictive prompt model and greedy max-sum diversity over 4B "
+                                   "random candidates"),
+    "gps-m": SelectorEntry("gps_env.agents.gps_memory:GPSMemory", {},
+                           "GPS-M (ours): GPS whose predictions are corrected by each prompt's own outcomes"),
+    # GPS's other readings (docs/gps.md), each one change from the default
+    "gps-pool": SelectorEntry(_GPS, {"candidates": None}, "GPS reading: the greedy over the whole pool"),
+    "gps-c16": SelectorEntry(_GPS, {"candidates": 16}, "GPS reading: 16B random candidates"),
+    "gps-min": SelectorEntry(_GPS, {"diversity": "min"}, "GPS reading: max-min diversity (PDTS)"),
+    "gps-thompson": SelectorEntry(_GPS, {"draws": "thompson"}, "GPS reading: one latent draw per step (PDTS)"),
+    "gps-warmup": SelectorEntry(_GPS, {"warmup": 10}, "GPS reading: 10 uniform steps first (PDTS)"),
+    "gps-pdts": SelectorEntry(_GPS, {"diversity": "min", "draws": "thompson", "candidates": 64, "warmup": 10},
+                              "GPS with the conventions of its ancestor PDTS's code"),
     "gps-lam0": SelectorEntry(_GPS, {"lam": 0.0}, "GPS ablation: no diversity term (lam=0)"),
     "gps-nolatent": SelectorEntry(_GPS, {"ppm": {"latent_mode": "none"}},
                                   "GPS ablation: the prompt model without its latent state"),
-    "gps-nointer": SelectorEntry(_GPS, {"inter_step": False}, "GPS ablation: no inter-step update of the model"),
+    "gps-nointer": SelectorEntry(_GPS, {"inter_step": False}, "GPS ablation: no distance to the previous batch"),
+    # the ablations of the whole-pool reading (the default until December 2026), kept so their runs stay readable
+    "gps-pool-lam0": SelectorEntry(_GPS, {"candidates": None, "lam": 0.0}, "GPS over the whole pool, lam=0"),
+    "gps-pool-nolatent": SelectorEntry(_GPS, {"candidates": None, "ppm": {"latent_mode": "none"}},
+                                       "GPS over the whole pool, without the latent"),
+    "gps-pool-nointer": SelectorEntry(_GPS, {"candidates": None, "inter_step": False},
+                                      "GPS over the whole pool, no distance to the previous batch"),
     "pairing-fixed": SelectorEntry(_PAIRING, {}, "pairing as in its paper: one pair set, never refreshed",
                                    probes=True),
     "greso": SelectorEntry("gps_env.agents.greso:GRESO", {},
@@ -132,7 +148,7 @@ def build_selector(spec: str | Callable[..., Any], env: Any, seed: int = 0,
                    kwargs: Mapping[str, Any] | None = None) -> Any:
     """Build an agent on ``env`` from ``spec``.
 
-    ``spec`` is a registry name (``"mopps"``, ``"gps-c4"``), a class name in :mod:`gps_env.agents`
+    ``spec`` is a registry name (``"mopps"``, ``"gps-m"``), a class name in :mod:`gps_env.agents`
     (``"MoPPS"``, ``"GPS"``), a ``"package.module:name"`` path to a class or factory, or a callable
     ``(env, seed=..., **kwargs) -> agent``. ``kwargs`` go to the factory (over a registry entry's settings).
     """

@@ -77,7 +77,7 @@ class AgentGRPOTrainer(GRPOTrainer):
     Takes every ``GRPOTrainer`` argument, plus (keyword-only):
 
     Args:
-        agent: a bench selector name (``"mopps"``, ``"gps-c4"``; :mod:`gps_env.agents.registry`), a class name
+        agent: a bench selector name (``"mopps"``, ``"gps-m"``; :mod:`gps_env.agents.registry`), a class name
             in :mod:`gps_env.agents` (``"GPS"``), a ``"package.module:name"`` path, or an agent class or factory
             ``(spec, seed=..., **kwargs)``.
         agent_kwargs: extra arguments of the agent.

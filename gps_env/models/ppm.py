@@ -112,8 +112,8 @@ class _DecoderScratch:
     """Activation buffers of :meth:`PPM.predict` for chunks of up to ``rows`` rows (a shorter chunk uses the
     front of each)."""
 
-    def __init__(self, rows: int, config: PPMConfig) -> None:
-        m, h = config.samples, config.hidden
+    def __init__(self, rows: int, config: PPMConfig, samples: int) -> None:
+        m, h = samples, config.hidden
         self._projected, self._pre = torch.empty(rows, h), torch.empty(m * rows * h)
         self._post, self._logit = torch.empty(m * rows * h), torch.empty(m * rows)
         self._m, self._h = m, h
@@ -165,11 +165,12 @@ class PPM(nn.Module):
             hidden = hidden + self.decode_z(z).unsqueeze(1)
         return self.decode_rest(hidden).squeeze(-1)
 
-    def sample_prior(self, history: tuple[torch.Tensor, torch.Tensor] | None, generator: torch.Generator
-                     ) -> torch.Tensor:
-        """The M latent draws z_m ~ p_η(z | H) of one prediction, shape (M, latent)."""
+    def sample_prior(self, history: tuple[torch.Tensor, torch.Tensor] | None, generator: torch.Generator,
+                     samples: int | None = None) -> torch.Tensor:
+        """The M latent draws z_m ~ p_η(z | H) of one prediction, shape (M, latent) (M: ``samples`` if given,
+        else the config's)."""
         prior = self.prior(history)
-        eps = torch.randn((self.config.samples, self.config.latent), generator=generator)
+        eps = torch.randn((samples or self.config.samples, self.config.latent), generator=generator)
         return prior.loc + prior.scale * eps
 
     @torch.no_grad()
@@ -178,17 +179,22 @@ class PPM(nn.Module):
         embeddings: torch.Tensor,
         history: tuple[torch.Tensor, torch.Tensor] | None,
         generator: torch.Generator,
+        samples: int | None = None,
     ) -> torch.Tensor:
-        """γ̂ for every row of ``embeddings``: the decoder's success probability averaged over M prior draws."""
+        """γ̂ for every row of ``embeddings``: the decoder's success probability averaged over M prior draws
+        (``samples``: M for this call; 1 is a Thompson-style draw of one latent)."""
+        if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+            raise ValueError(f"samples must be a positive integer or None, got {samples!r:.80}")
         if not self.stochastic:
             return torch.sigmoid(self.logits(embeddings, None)).squeeze(0)
-        latent = self.decode_z(self.sample_prior(history, generator)).unsqueeze(1)
+        draws = samples or self.config.samples
+        latent = self.decode_z(self.sample_prior(history, generator, draws)).unsqueeze(1)
         # In chunks of rows (the activations stay in cache), through buffers allocated once per call: fresh
         # 4 MiB tensors for each op are handed back to the OS between agent steps and page-faulted in again
         # (benchmarks/predict_memory.py). Bit-identical to sigmoid(logits(rows, z)).mean(0) chunk by chunk:
         # the same ops on the same operands (tests/test_gps.py).
         out = torch.empty(embeddings.shape[0])
-        scratch = _DecoderScratch(min(PREDICT_CHUNK, embeddings.shape[0]), self.config)
+        scratch = _DecoderScratch(min(PREDICT_CHUNK, embeddings.shape[0]), self.config, draws)
         for start in range(0, embeddings.shape[0], PREDICT_CHUNK):
             rows = embeddings[start : start + PREDICT_CHUNK]
             out[start : start + PREDICT_CHUNK] = self._mean_probability(rows, latent, scratch)

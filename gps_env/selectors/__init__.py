@@ -7,7 +7,8 @@ a policy) predicts per-prompt success, a *score* values each prompt, and an *opt
   ``band_filter``, ``distance_to_band``).
 - :mod:`~gps_env.selectors.optimizers`: batch optimisers (``top_nearest_target``, ``pairing_choice``,
   ``top_scored``) and the random candidate sets they run over (``candidate_count``, ``draw_candidates``).
-- :mod:`~gps_env.selectors.greedy`: GPS's greedy max-sum diversification (``greedy_diverse``).
+- :mod:`~gps_env.selectors.greedy`: GPS's greedy diversification, max-sum (``greedy_diverse``) and max-min
+  (``greedy_maxmin``).
 - :mod:`~gps_env.selectors.screen`: ``BFloat16Screen``, the greedy's bfloat16 screen over large pools (imports
   torch when one is built; not re-exported here, so that this package stays torch-free).
 - :mod:`~gps_env.selectors.features`: per-prompt features for learned selectors.
@@ -18,7 +19,7 @@ a policy) predicts per-prompt success, a *score* values each prompt, and an *opt
 
 from gps_env.metrics import batch_terms, spearman
 from gps_env.selectors.allocation import allocate_samples
-from gps_env.selectors.greedy import greedy_diverse
+from gps_env.selectors.greedy import greedy_diverse, greedy_maxmin
 from gps_env.selectors.optimizers import (
     candidate_count,
     draw_candidates,
@@ -36,6 +37,7 @@ __all__ = [
     "distance_to_band",
     "draw_candidates",
     "greedy_diverse",
+    "greedy_maxmin",
     "pairing_choice",
     "spearman",
     "thompson_draws",

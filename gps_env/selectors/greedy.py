@@ -1,4 +1,4 @@
-"""Greedy max-sum diversification with utility: GPS's batch optimiser (GPS Eqs. 12–14).
+"""Greedy diversification with utility: GPS's batch optimisers (max-sum, GPS Eqs. 12–14; max-min, PDTS).
 
 An *optimiser* of the selection split (as in BoTorch: a model predicts, a score values each prompt, an
 optimiser picks the batch): given per-prompt utilities (:func:`gps_env.selectors.scores.utility` of the
@@ -7,7 +7,8 @@ out and far from the previous batch. The greedy is that of Borodin, Lee and Ye (
 diversification, monotone submodular functions and dynamic updates", PODS); the objective is GPS's
 (Qu et al., 2026, arXiv 2602.01970), with our normalisation. An optional :class:`InnerProductScreen`
 (:class:`gps_env.selectors.screen.BFloat16Screen`) lets it read large pools a few times per batch instead
-of once per pick, with the same result. Pure numpy.
+of once per pick, with the same result. :func:`greedy_maxmin` is the max-min form of the group's earlier
+code (PDTS): each pick is rewarded by its distance to the *nearest* prompt already picked. Pure numpy.
 """
 
 from __future__ import annotations
@@ -120,6 +121,68 @@ def greedy_diverse(
     _finite(ec[picked])  # lam = 0 or b = 1: only the batch's rows were read (in the terms)
     chosen = pool[np.asarray(picked)]
     return chosen.astype(np.int64), batch_terms(u, embeddings, chosen, previous, distance)
+
+
+def greedy_maxmin(
+    utilities: np.ndarray,
+    embeddings: np.ndarray,
+    b: int,
+    lam: float,
+    previous: np.ndarray | None = None,
+    candidates: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Greedy max-min diversification with utility (the rule of thu-rllab/PDTS, ``msd_diversified_score``).
+
+    Picks one prompt at a time, each the argmax over the prompts not yet picked of
+
+        ½·u_τ + λ · min_{s ∈ S ∪ P} d(τ, s)            (d = 1 − cos on L2-normalised embeddings)
+
+    with ``S`` the picks so far and ``P`` the previous batch (the min over an empty set is 0, so without a
+    previous batch the first pick is the best utility). Unlike the max-sum form, a prompt next to *any* pick
+    or to any prompt of the previous batch gains nothing from diversity: re-picking last step's prompts, or
+    filling the batch from one dense region, costs up to λ per pick. PDTS has no previous-batch term and
+    uses raw Euclidean features; the term and the cosine distance are ours (as in :func:`greedy_diverse`).
+    Each pick costs one (N × d) mat-vec (the running minimum is updated with the newest pick).
+
+    Returns ``(indices, terms)`` with the batch's ``utility``, ``dispersion`` and ``inter_step`` terms (the
+    means of :func:`gps_env.metrics.batch_terms`, so the two forms are logged alike) and ``min_distance``,
+    the smallest distance between two picks.
+    """
+    if lam < 0 or not np.isfinite(lam):
+        raise ValueError(f"lam must be finite and >= 0, got {lam}")
+    u = np.asarray(utilities, dtype=np.float64)
+    e = np.asarray(embeddings, dtype=np.float32)
+    if e.ndim != 2 or e.shape[0] != u.shape[0]:
+        raise ValueError(f"embeddings must be (N, d) with N = {u.shape[0]}, got {e.shape}")
+    if not np.all(np.isfinite(u)):
+        raise ValueError("utilities must be finite (no NaN or inf)")
+    pool = np.arange(u.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    _check_count(b, pool.shape[0])
+    ec, uc = (e, u) if candidates is None else (e[pool], u[pool])
+    nearest = np.zeros(pool.shape[0], dtype=np.float64)  # min distance to S ∪ P (0 while both are empty)
+    anchored = False
+    if previous is not None and len(previous) > 0 and lam > 0:
+        p = e[np.asarray(previous, dtype=np.int64)]
+        nearest = (1.0 - _finite(ec @ p.T)).min(axis=1).astype(np.float64)
+        anchored = True
+    half = 0.5 * uc
+    picked: list[int] = []
+    for _ in range(b):
+        gain = half + lam * nearest
+        gain[picked] = -np.inf
+        best = int(np.argmax(gain))
+        picked.append(best)
+        if lam > 0:
+            to_best = (1.0 - _finite(ec @ ec[best])).astype(np.float64)
+            nearest = np.minimum(nearest, to_best) if anchored else to_best
+            anchored = True
+    _finite(ec[picked])
+    chosen = pool[np.asarray(picked)].astype(np.int64)
+    terms = batch_terms(u, embeddings, chosen, previous, "cosine")
+    rows = e[chosen].astype(np.float64)
+    pair = 1.0 - rows @ rows.T
+    terms["min_distance"] = float(pair[np.triu_indices(b, 1)].min()) if b > 1 else 0.0
+    return chosen, terms
 
 
 class InnerProductScreen(Protocol):
