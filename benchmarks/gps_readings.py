@@ -87,7 +87,8 @@ def main() -> None:
         total = sum(tasks.values())
         top = ", ".join(f"{t} {c / total:.0%}" for t, c in tasks.most_common(4))
         paired = "baseline" if reading == "uniform" else f"{diff.mean():+.3f} ± {interval(diff):.3f}"
-        print(f"{reading:28s} acc {acc.mean():.3f} ({paired})  distinct {np.mean([r['distinct'] for r in results[reading]]):6.0f}"
+        distinct = np.mean([r["distinct"] for r in results[reading]])
+        print(f"{reading:28s} acc {acc.mean():.3f} ({paired})  distinct {distinct:6.0f}"
               f"  ESR {' '.join(f'{v:.2f}' for v in esr)}  picks: {top}  [{time.perf_counter() - start:.0f} s]",
               flush=True)
 

@@ -20,8 +20,8 @@ from gps_env.agents import (
     DPS,
     GPS,
     GRESO,
-    GPSMemory,
     DynamicSampling,
+    GPSMemory,
     Learnability,
     LearnedSelector,
     MoPPS,
@@ -426,7 +426,8 @@ def test_an_observation_of_another_world_is_refused_naming_both_shapes(trained, 
     assert same(agent.state_dict(), before)
 
 
-@pytest.mark.parametrize("config", ["mopps", "gps", "gps-c2", "gpsm", "learned", "greso", "greso-probe", "dps", "replay"])
+@pytest.mark.parametrize("config", ["mopps", "gps", "gps-c2", "gpsm", "learned", "greso", "greso-probe", "dps",
+                                    "replay"])
 @pytest.mark.parametrize(("key", "value", "match"), [
     ("last_batch", np.array([0, 1, 2, 3, 4, 5, 6, N]), "outside"),
     ("last_batch", np.array([0, 1, 2, 3, 4, 5, 6, -1]), "outside"),
