@@ -1,15 +1,18 @@
 """Test-time allocation with a trained PPM against uniform allocation, on the embedded world's held-out set.
 
     python benchmarks/test_time.py --train-steps 100 --seed 0
+    python benchmarks/test_time.py --world reasoning-gym --train-steps 100 --seed 0
 
 1. Train the policy with GPS selection for ``--train-steps`` steps (the public loop); GPS's PPM learns.
-2. Predict the success γ̂ of every held-out prompt with the PPM (prompts it never trained on).
+2. Predict the success γ̂ of every held-out prompt with the PPM (prompts it never trained on), raw and through
+   the isotonic calibration map fitted on GPS's last 16 batches (prediction when picked, observed success).
 3. Draw ``--reservoir`` samples per held-out prompt from the trained policy. An allocation of s_τ samples
    solves τ if any of its first s_τ samples is correct (best-of-n under the task's verifier); coverage is
    averaged over ``--orders`` random orderings of each prompt's samples.
 4. Compare allocations at equal total budget: uniform, GPS "coverage" (maximise predicted coverage),
-   GPS "window" (the paper's binning, inferred), and an oracle that knows each prompt's empirical rate from
-   an independent reservoir. Report the budget each needs to match uniform's coverage (compute saved).
+   GPS "window" (the paper's binning, inferred), each from raw and from calibrated γ̂, and an oracle that knows
+   each prompt's empirical rate from an independent reservoir. Report the budget each needs to match uniform's
+   coverage (compute saved).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from tqdm.auto import tqdm
 
 from gps_env import PromptSelectionEnv
 from gps_env.agents import GPS
-from gps_env.metrics import spearman
+from gps_env.bench.config import WORLDS
+from gps_env.metrics import calibration_error, spearman
 from gps_env.selectors import allocate_samples
 
 
@@ -54,25 +58,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-steps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--world", choices=sorted(WORLDS), default="arithmetic")
     parser.add_argument("--reservoir", type=int, default=16)
     parser.add_argument("--orders", type=int, default=20)
     parser.add_argument("--per-prompt", type=float, nargs="+", default=[1.5, 2, 3, 4, 6])
     args = parser.parse_args()
 
-    env = PromptSelectionEnv(max_steps=args.train_steps, eval_every=0)
+    env = PromptSelectionEnv(max_steps=args.train_steps, eval_every=0, engine="transformers", **WORLDS[args.world])
     agent = GPS(env, seed=args.seed)
     obs, _ = env.reset(seed=args.seed)
     for _ in tqdm(range(args.train_steps), desc="GRPO with GPS selection", leave=False):
         obs, *_ = env.step(agent.act(obs))
     agent.observe(obs)  # learn from the last batch too
 
-    gamma = agent.predict_for(env.heldout.embeddings)
+    state = agent.generator.get_state()
+    gamma = agent.predict_for(env.heldout.embeddings)  # calibration="none": raw
+    agent.calibration = "isotonic"  # the map from the (prediction, outcome) pairs GPS kept while training
+    agent.generator.set_state(state)  # the same latent draws: only the map differs
+    calibrated = agent.predict_for(env.heldout.embeddings)
     samples = reservoir(env, args.reservoir, seed=1)
     truth = reservoir(env, args.reservoir, seed=2).mean(axis=1)  # independent: the oracle's knowledge
     n = len(env.heldout)
+    empirical = samples.mean(axis=1)
     print(f"held-out: {n} prompts never trained on; Spearman(γ̂, empirical success) = "
-          f"{spearman(gamma, samples.mean(axis=1)):.3f}")
-    rows = {"uniform": [], "gps-coverage": [], "gps-window": [], "oracle-coverage": []}
+          f"{spearman(gamma, empirical):.3f} (calibrated {spearman(calibrated, empirical):.3f}); "
+          f"mean γ̂ {gamma.mean():.3f}, calibrated {calibrated.mean():.3f}, empirical {empirical.mean():.3f}; "
+          f"calibration error {calibration_error(gamma, empirical):.3f}, calibrated "
+          f"{calibration_error(calibrated, empirical):.3f} (the oracle's {calibration_error(truth, empirical):.3f})")
+    rows = {"uniform": [], "gps-coverage": [], "gps-window": [], "calibrated-coverage": [], "calibrated-window": [],
+            "oracle-coverage": []}
     budgets = [int(round(p * n)) for p in args.per_prompt]
     cap = args.reservoir
     for budget in budgets:
@@ -80,6 +94,8 @@ def main() -> None:
             "uniform": uniform_counts(n, budget),
             "gps-coverage": allocate_samples(gamma, budget, "coverage", max_samples=cap),
             "gps-window": allocate_samples(gamma, budget, "window", max_samples=cap),
+            "calibrated-coverage": allocate_samples(calibrated, budget, "coverage", max_samples=cap),
+            "calibrated-window": allocate_samples(calibrated, budget, "window", max_samples=cap),
             "oracle-coverage": allocate_samples(truth, budget, "coverage", max_samples=cap),
         }
         for name, counts in plans.items():
@@ -87,9 +103,9 @@ def main() -> None:
             rows[name].append(coverage(samples, counts, args.orders, seed=3))
     print(f"\nshare of held-out prompts solved at least once (best-of-n), seed {args.seed}, "
           f"after {args.train_steps} GRPO steps")
-    print(f"{'samples/prompt':>15} " + " ".join(f"{k:>16}" for k in rows))
+    print(f"{'samples/prompt':>15} " + " ".join(f"{k:>20}" for k in rows))
     for i, p in enumerate(args.per_prompt):
-        print(f"{p:>15.2f} " + " ".join(f"{rows[k][i]:>16.3f}" for k in rows))
+        print(f"{p:>15.2f} " + " ".join(f"{rows[k][i]:>20.3f}" for k in rows))
 
     # Compute at equal accuracy: the smallest budget at which each method reaches uniform's coverage.
     fine = np.arange(n, cap * n // 2 + 1, n // 8)
@@ -97,6 +113,10 @@ def main() -> None:
         "gps-coverage": [coverage(samples, allocate_samples(gamma, b, "coverage", max_samples=cap), 5, 4)
                          for b in fine],
         "gps-window": [coverage(samples, allocate_samples(gamma, b, "window", max_samples=cap), 5, 4) for b in fine],
+        "calibrated-coverage": [coverage(samples, allocate_samples(calibrated, b, "coverage", max_samples=cap), 5, 4)
+                                for b in fine],
+        "calibrated-window": [coverage(samples, allocate_samples(calibrated, b, "window", max_samples=cap), 5, 4)
+                              for b in fine],
         "oracle-coverage": [coverage(samples, allocate_samples(truth, b, "coverage", max_samples=cap), 5, 4)
                             for b in fine],
     }

@@ -44,7 +44,7 @@ import numpy as np
 from gps_env.actions import PromptBatch, parse_action
 from gps_env.history import PromptHistory
 from gps_env.ledger import RolloutLedger
-from gps_env.metrics import mixed_groups, spearman
+from gps_env.metrics import calibration_error, mixed_groups, spearman
 
 
 @dataclass
@@ -111,7 +111,8 @@ class PromptSelectionContract(gym.Env):
     per-prompt loss weights (Weighted GRPO) pass ``{"prompts": indices, "weights": weights}`` with
     finite, non-negative weights of shape ``(batch_size,)``; a selector that predicts success may add
     ``"predictions"`` (its predicted success per selected prompt, in [0, 1]) and gets back
-    ``info["spearman"]``, the rank correlation with the observed success (positive = good prediction).
+    ``info["spearman"]``, the rank correlation with the observed success (positive = good prediction), and
+    ``info["calibration_error"]``, the batch's expected calibration error (``gps_env.metrics``).
     An invalid action raises ``ValueError`` naming the problem before anything is sampled or charged; the env
     state is unchanged.
 
@@ -137,10 +138,11 @@ class PromptSelectionContract(gym.Env):
     runs (on the rollouts already paid for) and returns ``truncated=True``.
 
     **Info**: ``step``, ``esr``, ``mean_reward``, ``batch``, ``prompt_success`` (B,), ``reused_probes``,
-    ``tokens``, ``grpo`` (the world's update statistics), ``spearman`` (with predictions),
-    ``verifier_timeouts`` (verifications this episode that ran out of time and scored 0), ``time`` (seconds by
-    phase of this step, only when ``time_in_info``), ``ledger`` (:meth:`RolloutLedger.summary`) and every
-    ``eval_every`` steps ``eval`` = ``{"step", "accuracy", "solved_share", "unsolved_share", "by_task"}``.
+    ``tokens``, ``grpo`` (the world's update statistics), ``spearman`` and ``calibration_error``
+    (with predictions), ``verifier_timeouts`` (verifications this episode that ran out of time and scored 0),
+    ``time`` (seconds by phase of this step, only when ``time_in_info``), ``ledger``
+    (:meth:`RolloutLedger.summary`) and every ``eval_every`` steps ``eval`` = ``{"step", "accuracy",
+    "solved_share", "unsolved_share", "by_task"}``.
     ``reset`` evaluates once too, so a curve starts at step 0.
 
     **Probes**: :meth:`probe` samples k rollouts per prompt under the current policy, charged under purpose
@@ -330,6 +332,7 @@ class PromptSelectionContract(gym.Env):
         if predictions is not None:
             rho = spearman(predictions, rewards.mean(axis=1))
             info["spearman"] = None if np.isnan(rho) else rho
+            info["calibration_error"] = calibration_error(predictions, rewards.mean(axis=1))
         if self.eval_every and self.history.step % self.eval_every == 0:
             info["eval"] = self.evaluate()
         info["verifier_timeouts"] = self._episode_timeouts()

@@ -22,6 +22,22 @@ def mixed_groups(rewards: np.ndarray) -> np.ndarray:
     return r.min(axis=1) < r.max(axis=1)
 
 
+def calibration_error(predicted: np.ndarray, observed: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of predicted success rates: the mean over equal-width bins of the
+    predictions (weighted by how many fall in each) of |mean prediction − mean observed rate|. 0 is perfect.
+
+    A batch of B prompts is a small sample: the error of a perfect predictor is not 0 (its observed rates are
+    k-rollout estimates), so compare predictors on the same batches rather than against 0.
+    """
+    x, y = np.asarray(predicted, dtype=np.float64), np.asarray(observed, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or x.size == 0:
+        raise ValueError(f"calibration_error needs two non-empty 1-d arrays of one length, got {x.shape} and {y.shape}")
+    which = np.clip((x * bins).astype(np.int64), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, x, bins) - np.bincount(which, y, bins))  # |Σ pred − Σ obs| per bin
+    return float(gap.sum() / count.sum())
+
+
 def spearman(predicted: np.ndarray, observed: np.ndarray) -> float:
     """Spearman rank correlation (average ranks for ties); NaN when either side is constant.
 

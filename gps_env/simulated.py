@@ -213,7 +213,8 @@ class SimulatedPromptSelectionEnv(PromptSelectionContract):
     **Info**: ``step``, ``esr``, ``mean_reward``, ``batch``, ``prompt_success``, ``reused_probes``, ``tokens``
     (zeros), ``grpo`` (``kept_groups``, ``total_groups``, ``signal`` = ḡ, ``step_scale`` = a,
     ``plasticity`` = m),
-    ``spearman`` (with predictions), ``verifier_timeouts`` (0), ``time`` (with ``time_in_info``),
+    ``spearman`` and ``calibration_error`` (with predictions), ``verifier_timeouts`` (0), ``time`` (with
+    ``time_in_info``),
     ``ledger``, and every ``eval_every`` steps ``eval``. :meth:`evaluate` returns the *expected* held-out
     accuracy (mean p over the held-out prompts, no sampling noise; charged as ``heldout × eval_rollouts``
     rollouts), the expected shares of held-out prompts all-solved / all-failed over ``eval_rollouts``

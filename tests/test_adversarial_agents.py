@@ -63,7 +63,8 @@ ARGUMENTS = {
     "ds": ["gen_batch_size", "max_rounds", "band"],
     "mopps": ["prior", "decay", "ratio", "target", "mode", "band", "decay_every_step"],
     "pairing": ["c", "lambda_neg", "refresh_every", "candidates", "source"],
-    "gps": ["lam", "target", "inter_step", "ppm", "distance", "candidates", "diversity", "warmup", "draws"],
+    "gps": ["lam", "target", "inter_step", "ppm", "distance", "candidates", "diversity", "warmup", "draws",
+            "calibration", "calibration_window", "acquisition"],
     "gpsm": ["strength", "decay", "posterior", "lam", "candidates", "diversity", "draws"],
     "learned": ["candidates"],
     "greso": ["probe", "p_easy", "p_hard", "step_size", "bounds", "target_zero_variance", "keep_floor",
@@ -78,11 +79,13 @@ CONFIGS = {
     "uniform": {}, "uniform-epochs": {"epochs": True}, "ds": {}, "mopps": {}, "pairing": {"refresh_every": 2},
     "pairing-history": {"source": "history"}, "gps": {}, "gps-c2": {"candidates": 2},
     "gps-pool": {"candidates": None, "diversity": "sum", "draws": "mean"}, "gps-warmup": {"warmup": 2},
+    "gps-cal": {"calibration": "isotonic", "calibration_window": 2},
     "gpsm": {}, "gpsm-pool": {"candidates": None, "posterior": "mean"}, "learned": {},
     "greso": {}, "greso-probe": {"probe": True}, "dps": {}, "speedrl": {}, "learnability": {}, "replay": {},
     "replay-eager": {"cooldown": 1},
 }
 POOL_SIZED = {"uniform-epochs", "mopps", "pairing", "pairing-history", "gps", "gps-c2", "gps-pool", "gps-warmup",
+              "gps-cal",
               "gpsm", "gpsm-pool", "greso", "greso-probe",
               "dps", "speedrl", "learnability", "replay", "replay-eager"}
 
@@ -207,6 +210,9 @@ PLAUSIBLE = {
     "draws": st.sampled_from(["mean", "thompson", "median"]),
     "strength": st.floats(-1.0, 1e6),
     "posterior": st.sampled_from(["thompson", "mean", "mode"]),
+    "calibration": st.sampled_from(["none", "isotonic", "platt"]),
+    "calibration_window": st.integers(-1, 2**70),
+    "acquisition": st.sampled_from(["target", "mixed", "ucb"]),
     "probe": st.booleans(),
     "p_easy": st.floats(-0.1, 1.1),
     "p_hard": st.floats(-0.1, 1.1),
@@ -494,6 +500,13 @@ def corrupt_nested(config: str, state: dict[str, Any]) -> list[tuple[str, dict[s
         half = copy.deepcopy(state)
         half["weights"] = None
         out.append(("batch", half))
+    if config == "gps-cal":
+        pending = copy.deepcopy(state)
+        pending["pending"] = np.full(B, 1.5)
+        out.append(("pending", pending))
+        data = copy.deepcopy(state)
+        data["calibration_data"] = list(data["calibration_data"]) * 2
+        out.append(("calibration_data", data))
     if config.startswith("gpsm"):
         for key, bad in (("alpha", -1.0), ("beta", float("nan"))):
             counts = copy.deepcopy(state)

@@ -1,4 +1,5 @@
-"""GPS's readings (max-min greedy, one latent draw, candidates, uniform warm-up) and GPS-M's per-prompt memory."""
+"""GPS's readings (max-min greedy, one latent draw, candidates, uniform warm-up), GPS-M's per-prompt memory and
+the isotonic calibration of γ̂."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gps_env.agents import GPS, GPSMemory
+from gps_env.metrics import calibration_error
 from gps_env.models import PPMConfig
-from gps_env.selectors import greedy_maxmin, utility
+from gps_env.selectors import greedy_maxmin, mixed_probability, utility
+from gps_env.selectors.calibration import isotonic_apply, isotonic_fit
 
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALL = PPMConfig(hidden=16, latent=4, layers=1, heads=2, samples=2, updates=1, replay=2)
@@ -187,3 +190,95 @@ def test_gpsm_state_round_trip_continues_identically():
     b = GPSMemory(env, seed=7, ppm=SMALL)
     b.load_state_dict(a.state_dict())
     assert np.array_equal(prompts_of(a.act(obs)), prompts_of(b.act(obs)))
+
+
+# ------------------------------------------------------------------------------------------------ calibration
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32), n=st.integers(1, 60), weighted=st.booleans())
+def test_isotonic_fit_is_monotone_and_keeps_the_weighted_mean(seed, n, weighted):
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.random(n), 1)  # ties in x on purpose
+    y = rng.random(n)
+    w = rng.random(n) + 0.01 if weighted else None
+    knots = isotonic_fit(x, y, w)
+    assert np.all(np.diff(knots[0]) > 0) and np.all(np.diff(knots[1]) >= 0)
+    fitted = isotonic_apply(knots, x)
+    weights = np.ones(n) if w is None else w
+    assert np.all(np.diff(fitted[np.argsort(x, kind="stable")]) >= -1e-12)
+    assert np.dot(weights, fitted) == pytest.approx(np.dot(weights, y))  # PAV's blocks keep their weighted sums
+    assert y.min() - 1e-12 <= fitted.min() and fitted.max() <= y.max() + 1e-12
+
+
+def test_isotonic_fit_pools_adjacent_violators():
+    knots = isotonic_fit(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.0, 1.0, 0.0, 1.0]))
+    np.testing.assert_allclose(isotonic_apply(knots, np.array([0.1, 0.2, 0.3, 0.4])), [0.0, 0.5, 0.5, 1.0])
+    increasing = isotonic_fit(np.array([0.1, 0.5, 0.9]), np.array([0.2, 0.4, 0.6]))
+    np.testing.assert_allclose(isotonic_apply(increasing, np.array([0.0, 0.3, 1.0])), [0.2, 0.3, 0.6])
+    for bad in [(np.array([]), np.array([])), (np.array([0.1, np.nan]), np.array([0.0, 1.0])),
+                (np.array([0.1]), np.array([0.0, 1.0]))]:
+        with pytest.raises(ValueError, match="isotonic_fit"):
+            isotonic_fit(*bad)
+    with pytest.raises(ValueError, match="weights"):
+        isotonic_fit(np.array([0.1, 0.2]), np.array([0.0, 1.0]), np.array([-1.0, 1.0]))
+
+
+def test_calibration_error_of_perfect_and_biased_predictions():
+    observed = np.array([0.0, 0.25, 0.25, 1.0])
+    assert calibration_error(observed, observed) == 0.0
+    assert calibration_error(np.clip(observed - 0.1, 0, 1), observed) == pytest.approx(0.075)  # 0 stays in bin 0
+    assert calibration_error(np.full(4, 0.5), observed) == pytest.approx(0.125)  # one bin, |0.5 - 0.375|
+    with pytest.raises(ValueError, match="calibration_error"):
+        calibration_error(np.zeros(3), np.zeros(4))
+
+
+def test_isotonic_calibration_fits_recent_batches_and_reports_its_error():
+    env = world(max_steps=8)
+    agent = GPS(env, seed=2, ppm=SMALL, calibration="isotonic", calibration_window=3)
+    plain = GPS(env, seed=2, ppm=SMALL)
+    obs, _ = env.reset(seed=0)
+    for _ in range(6):
+        action = agent.act(obs)
+        obs, _, _, _, info = env.step(action)
+        assert 0.0 <= info["calibration_error"] <= 1.0
+    assert len(agent.calibration_data) == 3 and agent.pending is not None
+    assert {"calibration_error_raw", "calibration_error"} <= set(agent.log[-1])
+    raw = agent.predict_success(calibrated=False)
+    state = agent.generator.get_state()
+    agent.generator.set_state(state)
+    preds = np.concatenate([p for p, _ in agent.calibration_data])
+    success = np.concatenate([s for _, s in agent.calibration_data])
+    expected = isotonic_apply(isotonic_fit(preds, success), raw)
+    agent.generator.set_state(state)
+    assert np.allclose(agent.calibrate(raw), expected)
+    assert agent.calibrate(raw).min() >= success.min() and agent.calibrate(raw).max() <= success.max()
+    assert plain.calibrate(raw) is raw  # calibration="none" leaves γ̂ alone
+    with pytest.raises(ValueError, match="calibration"):
+        GPS(env, calibration="platt")
+    with pytest.raises(ValueError, match="calibration_window"):
+        GPS(env, calibration_window=0)
+
+
+def test_mixed_probability_is_the_chance_of_a_mixed_group():
+    gamma = np.array([0.0, 0.15, 0.5, 1.0])
+    np.testing.assert_allclose(mixed_probability(gamma, 8), [0.0, 1 - 0.15**8 - 0.85**8, 1 - 2 * 0.5**8, 0.0])
+    rng = np.random.default_rng(0)
+    draws = rng.random((20000, 8)) < 0.3
+    mixed = (draws.any(axis=1) & ~draws.all(axis=1)).mean()
+    assert mixed == pytest.approx(mixed_probability(np.array([0.3]), 8)[0], abs=0.01)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="k"):
+            mixed_probability(gamma, bad)
+
+
+def test_mixed_acquisition_scores_prompts_by_their_chance_of_a_mixed_group():
+    env = world()
+    agent = GPS(env, seed=0, ppm=SMALL, acquisition="mixed", lam=0.0, candidates=None)
+    obs, _ = env.reset(seed=0)
+    state = agent.generator.get_state()
+    gamma = agent.predict_success()
+    agent.generator.set_state(state)
+    batch = agent.act(obs)["prompts"]
+    best = np.argsort(-mixed_probability(gamma, K), kind="stable")[:B]
+    assert set(batch.tolist()) == set(best.tolist())
+    with pytest.raises(ValueError, match="acquisition"):
+        GPS(env, acquisition="ucb")

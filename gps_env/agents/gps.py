@@ -21,10 +21,19 @@ from gps_env.agents.base import (
     check_integer,
     check_number,
     describe,
-    finite_real,
 )
+from gps_env.agents.torch_state import check_model_state, check_optimizer_state
+from gps_env.metrics import calibration_error
 from gps_env.models import PPM, PPMConfig
-from gps_env.selectors import candidate_count, draw_candidates, greedy_diverse, greedy_maxmin, utility
+from gps_env.selectors import (
+    candidate_count,
+    draw_candidates,
+    greedy_diverse,
+    greedy_maxmin,
+    mixed_probability,
+    utility,
+)
+from gps_env.selectors.calibration import isotonic_apply, isotonic_fit
 from gps_env.selectors.screen import BFloat16Screen
 from gps_env.spec import AgentSpec
 
@@ -33,7 +42,7 @@ SCREEN_MIN_POOL = 8192
 
 
 class GPS(SelectorAgent):
-    """Predict every prompt's success from shared history; pick a useful, diverse batch (Qu et al., 2026).
+    """Predict prompts' success from shared history; pick a useful, diverse batch (Qu et al., 2026).
 
     Algorithm (arXiv 2602.01970, §3; official code unavailable, open choices marked "ours")::
 
@@ -41,40 +50,63 @@ class GPS(SelectorAgent):
         each step t:
             observe the last batch B_{t-1} and its success s_{t-1}
                 ELBO ascent on the PPM: `updates` Adam steps over the newest `replay` (H, batch) pairs
-            γ̂ = PPM.predict(E | H = (E[B_{t-1}], s_{t-1}))         # whole pool, M prior draws
-            B_t = greedy argmax_S  mean_S u(γ̂) + λ·[dispersion(S) + distance(S, B_{t-1})]
-                  with u(γ̂) = −(γ̂ − target)²                        # gps_env.selectors.greedy_diverse
+            C   = 4B prompts drawn at random                     # `candidates` (None: the whole pool)
+            γ̂_C = PPM.predict(E[C] | H = (E[B_{t-1}], s_{t-1}))  # mean over M prior draws (`draws`)
+            B_t = greedy argmax_{S ⊆ C}  mean_S u(γ̂) + λ·[dispersion(S) + distance(S, B_{t-1})]
+                  with u(γ̂) = −(γ̂ − target)²                    # gps_env.selectors.greedy_diverse
+
+    The paper fixes the utility, the max-sum objective and λ, and names the candidate-set size a setting that
+    saturates at moderate sizes; every other choice is an argument, each reading of docs/gps.md one change from
+    the default (``candidates=None``, ``diversity="min"``, ``draws="thompson"``, ``warmup``: the conventions of
+    the group's earlier PDTS code). Over the whole pool the greedy locks onto a few hundred prompts in both
+    embedded worlds; a fresh random candidate set each step does not (docs/gps.md, "Readings, measured").
 
     First step (no history): the prior is N(0, I), so γ̂ is the untrained decoder's and the first batch is
     in effect chosen for diversity (ours, following the ancestors MPTS/PDTS). The predicted success of the
     chosen prompts is sent as the action's ``"predictions"``, so the env reports the Spearman correlation
-    between prediction and outcome. ``last_terms`` holds the utility, dispersion and inter-step terms of the
-    last batch and ``last_elbo`` the last update's −ELBO parts; ``log`` keeps one record per step.
+    and the calibration error of prediction against outcome. ``last_terms`` holds the utility, dispersion
+    and inter-step terms of the last batch, ``last_elbo`` the last update's −ELBO parts and
+    ``last_calibration`` the last batch's calibration error (raw γ̂, and calibrated where there is a map);
+    ``log`` keeps one record per step.
 
     Args:
         env: the env or its :class:`~gps_env.spec.AgentSpec` (reads the prompt embeddings).
-        seed: seeds model initialisation, latent draws and tie-breaking.
+        seed: seeds model initialisation, latent draws, candidate draws and tie-breaking.
         lam: λ, weight of diversity (0.5 math-like, 1 logic-like in the paper; default 0.5).
         target: γ* of the utility.
         inter_step: include the distance-to-previous-batch term (ablation: False).
         ppm: model config, a ``PPMConfig`` or a mapping of its fields (``{"latent_mode": "none"}`` is the
             no-latent ablation; a mapping suits configs written as YAML, as for verl).
-        distance: ``"cosine"`` (default) or ``"chordal"``.
+        distance: ``"cosine"`` (default) or ``"chordal"`` (max-sum only).
         embeddings: override the pool's WordLlama embeddings (N, d), e.g. for studies at scale.
-        candidates: None (the paper: the greedy runs over the whole pool) or a multiple of B: draw that many
-            candidates at random each step and run the greedy over them (ours; see docs/gps.md: over the
-            whole pool the greedy locks onto embedding outliers and a few hundred prompts).
+        candidates: a multiple of B (default 4): that many random candidates are drawn each step and only they
+            are predicted and scored; None: the whole pool.
+        diversity: ``"sum"`` (default: mean distances, the paper's Eqs. 12–14) or ``"min"`` (each pick's
+            distance to the nearest pick or previous-batch prompt, PDTS's ``msd_diversified_score``).
+        warmup: the first ``warmup`` steps pick B prompts uniformly at random (PDTS: the first 10%); the PPM
+            learns from them.
+        draws: ``"mean"`` (default: γ̂ averaged over the PPM's M prior draws) or ``"thompson"`` (one latent
+            draw per step, PDTS's).
+        calibration: ``"none"`` (default) or ``"isotonic"``: selection and predictions go through an isotonic
+            map from γ̂ to observed success fitted on the last ``calibration_window`` batches (ours). The
+            (prediction, outcome) pairs are kept either way, so a map can be switched on later
+            (``agent.calibration = "isotonic"``), as ``benchmarks/test_time.py`` does.
+        calibration_window: batches the map is fitted on (default 16).
+        acquisition: ``"target"`` (default, the paper's u) or ``"mixed"``: 1 − γ̂^k − (1 − γ̂)^k − 1, the chance
+            the prompt's group is mixed (ours).
 
     State: ``rng``, ``learnt_step``, the PPM's ``model`` and Adam ``optimizer`` state dicts, the latent draws'
-    torch ``generator`` state, the ``history`` of (batch (B,) ids, success (B,)) pairs the PPM trains on and
-    ``steps_seen`` (batches ever observed).
+    torch ``generator`` state, the ``history`` of (batch (B,) ids, success (B,)) pairs the PPM trains on,
+    ``steps_seen`` (batches ever observed), ``calibration_data`` ((prediction, success) pairs) and ``pending``
+    (the raw γ̂ of the batch awaiting its outcome).
 
     The utility is scaled to [−1, 0] (divided by max(γ*, 1 − γ*)²; ours) so that λ weighs a unit-range
     utility against distances of order 1; with the raw (γ̂ − γ*)² ∈ [0, 0.25] diversity swamped it.
     """
 
     observation_keys = ("last_batch", "last_rewards")
-    state_keys = (*SelectorAgent.state_keys, "model", "optimizer", "generator", "history", "steps_seen")
+    state_keys = (*SelectorAgent.state_keys, "model", "optimizer", "generator", "history", "steps_seen",
+                  "calibration_data", "pending")
 
     def __init__(
         self,
@@ -90,6 +122,9 @@ class GPS(SelectorAgent):
         diversity: str = "sum",
         warmup: int = 0,
         draws: str = "mean",
+        calibration: str = "none",
+        calibration_window: int = 16,
+        acquisition: str = "target",
     ) -> None:
         super().__init__(env, seed)
         if candidates is not None:
@@ -102,6 +137,9 @@ class GPS(SelectorAgent):
         check_choice("diversity", diversity, ("sum", "min"))
         check_choice("draws", draws, ("mean", "thompson"))
         self.draws = draws
+        self.calibration = check_choice("calibration", calibration, ("none", "isotonic"))
+        self.acquisition = check_choice("acquisition", acquisition, ("target", "mixed"))
+        self.calibration_window = check_integer("calibration_window", calibration_window, 1, 2**20)
         if diversity == "min" and distance != "cosine":
             raise ValueError("diversity='min' uses the cosine distance; distance must be 'cosine'")
         self.warmup = check_integer("warmup", warmup, 0)
@@ -140,8 +178,13 @@ class GPS(SelectorAgent):
         self.generator = torch.Generator().manual_seed(self.seed)
         self.history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.ppm_config.replay + 1)
         self.steps_seen = 0  # batches ever observed (the deque forgets, this does not)
+        # (raw γ̂ of a batch when it was picked, its observed success): what the calibration map is fitted on
+        self.calibration_data: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.calibration_window)
+        self.pending: np.ndarray | None = None  # raw γ̂ of the batch just sent, until its outcome arrives
+        self._knots: tuple[np.ndarray, np.ndarray] | None = None
         self.last_terms: dict[str, float] = {}
         self.last_elbo: dict[str, float] = {}
+        self.last_calibration: dict[str, float] = {}
         self.log: list[dict[str, float]] = []
 
     def _context(self, entry: tuple[np.ndarray, np.ndarray] | None) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -154,6 +197,15 @@ class GPS(SelectorAgent):
         batch = np.asarray(obs["last_batch"], dtype=np.int64).copy()
         success = obs["last_rewards"].astype(np.float64).mean(axis=1)
         k = obs["last_rewards"].shape[1]
+        self.last_calibration = {}
+        if self.pending is not None:
+            self.last_calibration = {"calibration_error_raw": calibration_error(self.pending, success)}
+            if self._knots is not None:
+                calibrated = isotonic_apply(self._knots, self.pending)
+                self.last_calibration["calibration_error"] = calibration_error(calibrated, success)
+            self.calibration_data.append((self.pending, success))
+            self.pending = None
+            self._knots = None
         self.history.append((batch, success))
         self.steps_seen += 1
         entries = list(self.history)
@@ -180,44 +232,62 @@ class GPS(SelectorAgent):
         self.model.eval()
         self.last_elbo = {"neg_elbo": float(loss.detach()), **parts}
 
-    def predict_success(self, samples: int | None = None) -> np.ndarray:
+    def predict_success(self, samples: int | None = None, calibrated: bool = True) -> np.ndarray:
         """γ̂ for every prompt of the pool given the newest history (a Monte Carlo mean over ``samples`` latent
-        draws; default the PPM's M)."""
+        draws; default the PPM's M), through the calibration map if there is one and ``calibrated``."""
         context = self._context(self.history[-1] if self.history else None)
-        return self.model.predict(self._e, context, self.generator, samples).numpy().astype(np.float64)
+        gamma = self.model.predict(self._e, context, self.generator, samples).numpy().astype(np.float64)
+        return self.calibrate(gamma) if calibrated else gamma
 
-    def predict_for(self, embeddings: np.ndarray, samples: int | None = None) -> np.ndarray:
-        """γ̂ for prompts outside the pool (test-time allocation), given their L2-normalised embeddings."""
+    def predict_for(self, embeddings: np.ndarray, samples: int | None = None, calibrated: bool = True) -> np.ndarray:
+        """γ̂ for prompts outside the pool (test-time allocation), given their L2-normalised embeddings (through
+        the calibration map if there is one and ``calibrated``)."""
         e = np.asarray(embeddings, dtype=np.float32)
         if e.ndim != 2 or e.shape[1] != self.embeddings.shape[1] or not np.all(np.isfinite(e)):
             raise ValueError(f"embeddings must be finite with shape (n, {self.embeddings.shape[1]}), got {e.shape}")
         context = self._context(self.history[-1] if self.history else None)
-        return self.model.predict(torch.from_numpy(e), context, self.generator, samples).numpy().astype(np.float64)
+        gamma = self.model.predict(torch.from_numpy(e), context, self.generator, samples).numpy().astype(np.float64)
+        return self.calibrate(gamma) if calibrated else gamma
 
     def _gamma(self, pool: np.ndarray | None) -> np.ndarray:
         """γ̂ for the prompts the greedy scores: the whole pool (``pool`` None) or the candidates (the others
         are set to the target; the greedy never reads them). ``draws="thompson"``: one latent draw."""
         samples = 1 if self.draws == "thompson" else None
         if pool is None:
-            return self.predict_success(samples)
+            return self.predict_success(samples, calibrated=False)
         gamma = np.full(self.pool_size, self.target)
-        gamma[pool] = self.predict_for(self.embeddings[pool], samples)
+        gamma[pool] = self.predict_for(self.embeddings[pool], samples, calibrated=False)
         return gamma
+
+    def calibrate(self, gamma: np.ndarray) -> np.ndarray:
+        """``gamma`` through the isotonic map fitted on the last ``calibration_window`` batches' (raw γ̂ when
+        picked, observed success) pairs; unchanged before the first outcome or with ``calibration="none"``."""
+        if self.calibration == "none" or not self.calibration_data:
+            return gamma
+        if self._knots is None:
+            self._knots = isotonic_fit(np.concatenate([p for p, _ in self.calibration_data]),
+                                       np.concatenate([s for _, s in self.calibration_data]))
+        return isotonic_apply(self._knots, gamma)
 
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.steps_seen < self.warmup:  # (PDTS) the first steps are uniform; the PPM still learns from them
             batch = np.sort(self.rng.choice(self.pool_size, self.batch_size, replace=False)).astype(np.int64)
-            gamma = self._gamma(batch)
+            raw = self._gamma(batch)
+            self.pending = np.clip(raw[batch], 0.0, 1.0)
             self.last_terms = {}
-            self.log.append({"step": int(obs["step"][0]), **self.last_elbo})
-            return {"prompts": batch, "predictions": np.clip(gamma[batch], 0.0, 1.0)}
+            self.log.append({"step": int(obs["step"][0]), **self.last_elbo, **self.last_calibration})
+            return {"prompts": batch, "predictions": np.clip(self.calibrate(raw)[batch], 0.0, 1.0)}
         previous = self.history[-1][0] if (self.inter_step and self.history) else None
         pool = None
         if self.candidates is not None:  # only the candidates are scored: N/|C| cheaper
             pool = draw_candidates(self.rng, self.pool_size, self.batch_size, self.candidates, name="candidates")
-        gamma = self._gamma(pool)
+        raw = self._gamma(pool)
+        gamma = self.calibrate(raw)
         # (ours) utility scaled to [-1, 0], so λ weighs a unit-range utility against O(1) distances
-        scaled = utility(gamma, self.target) / max(self.target, 1.0 - self.target) ** 2
+        if self.acquisition == "mixed":  # (ours) the chance the prompt's group is mixed, less 1
+            scaled = mixed_probability(gamma, self.k) - 1.0
+        else:
+            scaled = utility(gamma, self.target) / max(self.target, 1.0 - self.target) ** 2
         # numpy's BLAS on one thread: its idle worker threads spin for a while after each call and starve
         # torch's (the screen's products, the PPM update, the policy): benchmarks/gps_step.py times both.
         with self._blas.limit(limits=1, user_api="blas"):
@@ -228,8 +298,9 @@ class GPS(SelectorAgent):
                 batch, terms = greedy_diverse(scaled, self.embeddings, self.batch_size, self.lam,
                                               previous=previous, candidates=pool, distance=self.distance,
                                               screen=self._screen)
+        self.pending = np.clip(raw[batch], 0.0, 1.0)
         self.last_terms = terms
-        self.log.append({"step": int(obs["step"][0]), **terms, **self.last_elbo})
+        self.log.append({"step": int(obs["step"][0]), **terms, **self.last_elbo, **self.last_calibration})
         return {"prompts": batch, "predictions": np.clip(gamma[batch], 0.0, 1.0)}
 
     def state_dict(self) -> dict[str, Any]:
@@ -240,12 +311,14 @@ class GPS(SelectorAgent):
             "generator": self.generator.get_state(),
             "history": [(b.copy(), s.copy()) for b, s in self.history],
             "steps_seen": self.steps_seen,
+            "calibration_data": [(p.copy(), s.copy()) for p, s in self.calibration_data],
+            "pending": None if self.pending is None else self.pending.copy(),
         }
 
     def check_state_dict(self, state: Any) -> None:
         super().check_state_dict(state)
-        self._check_model_state(state["model"])
-        self._check_optimizer_state(state["optimizer"])
+        check_model_state(state["model"], self.model, self.ppm_config.latent_mode)
+        check_optimizer_state(state["optimizer"], self.optimizer)
         generator = state["generator"]
         own = self.generator.get_state()
         if not isinstance(generator, torch.Tensor) or generator.dtype != own.dtype or generator.shape != own.shape:
@@ -268,77 +341,18 @@ class GPS(SelectorAgent):
         if len(history) != min(steps_seen, maxlen):
             raise ValueError(f"state 'history' holds {len(history)} batches, but 'steps_seen' = {steps_seen} with "
                              f"replay {self.ppm_config.replay} means {min(steps_seen, maxlen)}")
-
-    def _check_model_state(self, value: Any) -> None:
-        """``value`` is a state dict of this agent's PPM: the same parameter names, shapes and dtypes, finite."""
-        own = self.model.state_dict()
-        if not isinstance(value, Mapping):
-            raise ValueError(f"state 'model' must be the PPM's state dict, got {type(value).__name__}")
-        missing, extra = sorted(set(own) - set(value)), sorted(map(str, set(value) - set(own)))
-        if missing or extra:
-            raise ValueError(f"state 'model' is not this PPM's (latent_mode={self.ppm_config.latent_mode!r}): "
-                             f"missing {missing[:4]}, unknown {extra[:4]}")
-        for name, mine in own.items():
-            self._check_tensor(f"model {name!r}", value[name], mine)
-
-    @staticmethod
-    def _check_tensor(name: str, value: Any, like: torch.Tensor, low: float | None = None) -> None:
-        if not isinstance(value, torch.Tensor) or value.shape != like.shape or value.dtype != like.dtype:
-            got = (f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor)
-                   else type(value).__name__)
-            raise ValueError(f"state {name} must be a {like.dtype} tensor of shape {tuple(like.shape)}, got {got}")
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise ValueError(f"state {name} contains NaN or inf")
-        if low is not None and value.numel() and bool((value < low).any()):
-            raise ValueError(f"state {name} has values below {low}")
-
-    def _check_optimizer_state(self, value: Any) -> None:
-        """``value`` is an Adam state dict for this agent's PPM parameters (ids, shapes, hyperparameters)."""
-        own = self.optimizer.state_dict()
-        if not isinstance(value, Mapping) or set(value) != {"state", "param_groups"}:
-            raise ValueError("state 'optimizer' must be the Adam state dict ('state', 'param_groups') of the PPM")
-        groups = value["param_groups"]
-        if not isinstance(groups, list | tuple) or len(groups) != len(own["param_groups"]):
-            raise ValueError(f"state 'optimizer' must have {len(own['param_groups'])} parameter group(s)")
-        params: dict[Any, torch.Tensor] = {}
-        for group, mine, live in zip(groups, own["param_groups"], self.optimizer.param_groups):
-            if not isinstance(group, Mapping) or list(group.get("params", ())) != mine["params"]:
-                raise ValueError("state 'optimizer' is for other parameters than this PPM's")
-            params.update(zip(mine["params"], live["params"]))
-            for key, default in mine.items():
-                if key == "params" or key not in group:
-                    continue
-                if not self._like(group[key], default):
-                    raise ValueError(f"state 'optimizer' hyperparameter {key!r} is {describe(group[key])}, not like "
-                                     f"{describe(default)}")
-            check_number("state 'optimizer' lr", group.get("lr", mine["lr"]), 0.0, low_open=True)
-            for key in ("amsgrad", "capturable", "differentiable", "fused"):  # they change what the state holds
-                if key in group and group[key] != mine.get(key):
-                    raise ValueError(f"state 'optimizer' has {key}={describe(group[key])}, this PPM's Adam "
-                                     f"{describe(mine.get(key))}")
-        entries = value["state"]
-        if not isinstance(entries, Mapping) or not set(entries) <= set(params):
-            raise ValueError("state 'optimizer' holds state for parameters this PPM does not have")
-        for pid, entry in entries.items():
-            if not isinstance(entry, Mapping) or set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
-                raise ValueError(f"state 'optimizer' entry {pid} must hold Adam's 'step', 'exp_avg', 'exp_avg_sq'")
-            self._check_tensor(f"optimizer[{pid}] 'exp_avg'", entry["exp_avg"], params[pid])
-            self._check_tensor(f"optimizer[{pid}] 'exp_avg_sq'", entry["exp_avg_sq"], params[pid], low=0.0)
-            step = entry["step"]
-            step = step.item() if isinstance(step, torch.Tensor) and step.numel() == 1 else step
-            check_number(f"optimizer[{pid}] 'step'", step, 0.0)
-
-    @staticmethod
-    def _like(value: Any, default: Any) -> bool:
-        """An optimizer hyperparameter of the same kind as ours (a bool, a number, a tuple of numbers, None)."""
-        if isinstance(default, bool) or default is None:
-            return value is None or isinstance(value, bool)
-        if isinstance(default, tuple | list):
-            return (isinstance(value, tuple | list) and len(value) == len(default)
-                    and all(finite_real(v) is not None for v in value))
-        if isinstance(default, int | float):
-            return finite_real(value) is not None
-        return True
+        data = state["calibration_data"]
+        if not isinstance(data, list | tuple | deque) or len(data) > self.calibration_window:
+            raise ValueError(f"state 'calibration_data' must be a list of at most {self.calibration_window} "
+                             f"(prediction, success) pairs, got {describe(data)}")
+        for i, entry in enumerate(data):
+            if not isinstance(entry, list | tuple) or len(entry) != 2:
+                raise ValueError(f"state 'calibration_data' entry {i} must be a (prediction, success) pair, got "
+                                 f"{describe(entry)}")
+            for j, part in enumerate(("prediction", "success")):
+                check_array(f"calibration_data[{i}] {part}", entry[j], (self.batch_size,), low=0.0, high=1.0)
+        if state["pending"] is not None:
+            check_array("pending", state["pending"], (self.batch_size,), low=0.0, high=1.0)
 
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)
@@ -349,3 +363,7 @@ class GPS(SelectorAgent):
         self.history = deque(((np.asarray(b, dtype=np.int64).copy(), np.asarray(s, dtype=np.float64).copy())
                               for b, s in state["history"]), maxlen=self.ppm_config.replay + 1)
         self.steps_seen = int(state["steps_seen"])
+        self.calibration_data = deque(((np.asarray(p, dtype=np.float64).copy(), np.asarray(s, dtype=np.float64).copy())
+                                       for p, s in state["calibration_data"]), maxlen=self.calibration_window)
+        self.pending = None if state["pending"] is None else np.asarray(state["pending"], dtype=np.float64).copy()
+        self._knots = None

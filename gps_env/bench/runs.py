@@ -137,7 +137,8 @@ def run_one(env: Any, selector: str, seed: int, budget: int, every: int, path: P
                     raise RuntimeError(f"step {info['step']} spent no selector rollouts; the run cannot finish")
                 d = {p: {ph: ledger.seconds[p][ph] - before[p][ph] for ph in ledger.seconds[p]} for p in before}
                 emit({"type": "step", "step": info["step"], "rollouts": ledger.selector_rollouts, "esr": esr,
-                      "spearman": info.get("spearman"), "mean_reward": info.get("mean_reward"),
+                      "spearman": info.get("spearman"), "calibration_error": info.get("calibration_error"),
+                      "mean_reward": info.get("mean_reward"),
                       "seconds": {"generate": d["train"]["generate"], "verify": d["train"]["verify"],
                                   "update": d["train"]["update"], "select": d["train"]["select"],
                                   "probe": sum(d["probe"].values())}})

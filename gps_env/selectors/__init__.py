@@ -3,8 +3,8 @@
 Agents (``gps_env.agents``) compose it as BoTorch does: a *model* (the agent's: Beta posteriors, the PPM,
 a policy) predicts per-prompt success, a *score* values each prompt, and an *optimiser* picks the batch.
 
-- :mod:`~gps_env.selectors.scores`: per-prompt acquisition scores (``utility``, ``thompson_draws``,
-  ``band_filter``, ``distance_to_band``).
+- :mod:`~gps_env.selectors.scores`: per-prompt acquisition scores (``utility``, ``mixed_probability``,
+  ``thompson_draws``, ``band_filter``, ``distance_to_band``).
 - :mod:`~gps_env.selectors.optimizers`: batch optimisers (``top_nearest_target``, ``pairing_choice``,
   ``top_scored``) and the random candidate sets they run over (``candidate_count``, ``draw_candidates``).
 - :mod:`~gps_env.selectors.greedy`: GPS's greedy diversification, max-sum (``greedy_diverse``) and max-min
@@ -27,7 +27,7 @@ from gps_env.selectors.optimizers import (
     top_nearest_target,
     top_scored,
 )
-from gps_env.selectors.scores import band_filter, distance_to_band, thompson_draws, utility
+from gps_env.selectors.scores import band_filter, distance_to_band, mixed_probability, thompson_draws, utility
 
 __all__ = [
     "allocate_samples",
@@ -38,6 +38,7 @@ __all__ = [
     "draw_candidates",
     "greedy_diverse",
     "greedy_maxmin",
+    "mixed_probability",
     "pairing_choice",
     "spearman",
     "thompson_draws",

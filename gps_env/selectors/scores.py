@@ -27,6 +27,18 @@ def utility(gamma: np.ndarray, target: float = 0.5) -> np.ndarray:
     return -((gamma - target) ** 2)
 
 
+def mixed_probability(gamma: np.ndarray, k: int) -> np.ndarray:
+    """``1 − γ^k − (1 − γ)^k``: the chance that k rollouts at success rate γ are mixed, i.e. that the group has
+    a non-zero GRPO advantage (ours as an acquisition: the expected informative share of a prompt's group).
+
+    Flatter than :func:`utility` around 0.5 and kinder to rare successes: at k = 8 a prompt at γ = 0.15 is
+    mixed 73% of the time, while −(γ − 0.5)² ranks it with the near-hopeless ones."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    gamma = np.clip(np.asarray(gamma, dtype=np.float64), 0.0, 1.0)
+    return 1.0 - gamma**k - (1.0 - gamma) ** k
+
+
 def band_filter(gamma: np.ndarray, low: float, high: float) -> np.ndarray:
     """Boolean mask of ``low <= gamma <= high`` (DS band-pass, MoPPS threshold mode)."""
     if not 0.0 <= low <= high <= 1.0:
