@@ -28,6 +28,9 @@ def plot(out: Path, config: BenchConfig | Mapping[str, Any], runs: Sequence[dict
 
     config = as_config(config)
     selectors = [s for s in config.selectors if any(r["selector"] == s for r in runs)]
+    # ten colours, then the same ten dashed, then dotted: a dozen selectors stay tellable apart
+    palette = plt.get_cmap("tab10").colors
+    style = {s: {"color": palette[i % 10], "linestyle": ("-", "--", ":")[i // 10 % 3]} for i, s in enumerate(selectors)}
     folder = out / "plots" if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
     seeds = sorted({r["seed"] for r in runs})
@@ -37,9 +40,9 @@ def plot(out: Path, config: BenchConfig | Mapping[str, Any], runs: Sequence[dict
     fig, ax = plt.subplots(figsize=(8, 4))
     for s in selectors:
         xs, m = seed_mean_curve([r for r in runs if r["selector"] == s])
-        ax.plot(xs, m.mean(axis=0), marker="o", label=s)
+        ax.plot(xs, m.mean(axis=0), marker="o", label=s, **style[s])
         if len(m) > 1:
-            ax.fill_between(xs, m.min(axis=0), m.max(axis=0), alpha=0.15)
+            ax.fill_between(xs, m.min(axis=0), m.max(axis=0), alpha=0.15, color=style[s]["color"])
     ax.set(xlabel="selector rollouts (train + probe)", ylabel="held-out accuracy", title=f"accuracy ({title})")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     paths.append(folder / PLOTS[0])
@@ -52,7 +55,7 @@ def plot(out: Path, config: BenchConfig | Mapping[str, Any], runs: Sequence[dict
         mine = [r for r in runs if r["selector"] == s]
         _, m = seed_mean_curve(mine)
         _, secs = seed_mean_curve(mine, "selector_seconds")
-        ax.plot(secs.mean(axis=0), m.mean(axis=0), marker="o", label=s)
+        ax.plot(secs.mean(axis=0), m.mean(axis=0), marker="o", label=s, **style[s])
     ax.set(xlabel="selector seconds (train + probe phases, mean over seeds)", ylabel="held-out accuracy",
            title=f"accuracy vs time ({title})")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
@@ -74,7 +77,8 @@ def plot(out: Path, config: BenchConfig | Mapping[str, Any], runs: Sequence[dict
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # mean of an all-NaN column
                 ys = np.nanmean(mat, axis=0)
-            ax.plot(np.arange(1, n + 1), moving_average(ys, window), label=s, marker="o" if n < 30 else None)
+            ax.plot(np.arange(1, n + 1), moving_average(ys, window), label=s, marker="o" if n < 30 else None,
+                    **style[s])
         smooth = f", moving average over {window} steps" if window > 1 else ""
         ax.set(xlabel="GRPO step", ylabel=label, title=f"{label} ({title}{smooth})")
         if ax.lines:
