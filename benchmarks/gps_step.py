@@ -1,9 +1,11 @@
 """One GPS step at paper scale: predict the whole pool, select the batch, one online ELBO update.
 
     python benchmarks/gps_step.py --n 40960 --batch-size 256 --repeats 7 --scaling 4096 16384 40960 163840
+    python benchmarks/gps_step.py --embeddings reasoning-gym --scaling     # the RG world's own prompts
 
 The pool's embeddings are random unit vectors of dimension 256 (WordLlama's 256-d model gives the same
-shapes; the screened greedy's cost depends on the values, through how often its speculation holds:
+shapes; ``--embeddings reasoning-gym`` embeds N prompts of the Reasoning Gym world's mix instead; the
+screened greedy's cost depends on the values, through how often its speculation holds:
 ``benchmarks/sim_speed.py`` times it on the simulated world's clustered embeddings). Observations are
 synthetic (random successes), so the benchmark times the agent alone, without an LM. Reports the median step
 and its parts (the greedy as the agent runs it: through the screen, numpy's BLAS on one thread), the peak
@@ -58,11 +60,27 @@ class ScaleEnv(SimpleNamespace):
         return self
 
 
+#: ``--embeddings reasoning-gym``: the pool's WordLlama embeddings, set by ``main`` (None: random unit vectors).
+POOL_EMBEDDINGS: np.ndarray | None = None
+
+
+def reasoning_gym_embeddings(n: int) -> np.ndarray:
+    """WordLlama embeddings of ``n`` prompts of the Reasoning Gym world's mix (cached like the env's)."""
+    from gps_env.policy import mixes
+    from gps_env.pool import PromptPool
+
+    mix = mixes()["reasoning_gym"]
+    problems, _ = mix.split(n, 1, 0)
+    return PromptPool(problems, mix.tasks).embeddings
+
+
 def make_agent(n: int, b: int, d: int, k: int, seed: int, candidates: float | None = None
                ) -> tuple[GPS, np.random.Generator]:
     rng = np.random.default_rng(seed)
     e = rng.normal(size=(n, d)).astype(np.float32)
     e /= np.linalg.norm(e, axis=1, keepdims=True)
+    if POOL_EMBEDDINGS is not None:  # the world's own prompts; the rng still draws the batches
+        e = POOL_EMBEDDINGS[:n]
     env = ScaleEnv(pool=range(n), batch_size=b, k=k)
     return GPS(env, seed=seed, embeddings=e, candidates=candidates), rng
 
@@ -142,7 +160,14 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--scaling", type=int, nargs="*", default=[4_096, 16_384, 40_960, 163_840])
+    parser.add_argument("--embeddings", choices=["random", "reasoning-gym"], default="random",
+                        help="random unit vectors, or WordLlama embeddings of the Reasoning Gym world's prompts")
     args = parser.parse_args()
+    if args.embeddings == "reasoning-gym":
+        global POOL_EMBEDDINGS
+        POOL_EMBEDDINGS = reasoning_gym_embeddings(max([args.n, *args.scaling]))
+        if POOL_EMBEDDINGS.shape[1] != args.dim:
+            parser.error(f"--dim must be {POOL_EMBEDDINGS.shape[1]} with --embeddings reasoning-gym")
 
     r = time_steps(args.n, args.batch_size, args.dim, args.k, args.repeats)
     print(f"GPS step, N={args.n}, B={args.batch_size}, d={args.dim}, k={args.k} (median of {args.repeats})")
@@ -152,13 +177,13 @@ def main() -> None:
 
     print("\nagent.act (median s): numpy's BLAS on one thread (the agent's setting) / unrestricted")
     acts = {}
-    for name, candidates in (("whole pool (the paper)", None), ("candidates=4 (only they are predicted)", 4)):
+    for name, candidates in (("whole pool (gps-pool)", None), ("candidates=4 (the default)", 4)):
         one, free = (time_act(args.n, args.batch_size, args.dim, args.k, args.repeats, candidates, flag)
                      for flag in (True, False))
         acts[name] = one
         print(f"  {name:>40}: {one:.3f} / {free:.3f} s ({free / one:.2f}x)")
     whole, subset = acts.values()
-    print(f"  candidates=4 is {whole / subset:.1f}x faster than the whole pool")
+    print(f"  the default (candidates=4) is {whole / subset:.1f}x faster than the whole pool")
 
     rng = np.random.default_rng(2)
     e = rng.normal(size=(args.n, args.dim)).astype(np.float32)

@@ -5,7 +5,8 @@
 
 1. Train the policy with GPS selection for ``--train-steps`` steps (the public loop); GPS's PPM learns.
 2. Predict the success γ̂ of every held-out prompt with the PPM (prompts it never trained on), raw and through
-   the isotonic calibration map fitted on GPS's last 16 batches (prediction when picked, observed success).
+   the isotonic and the Platt calibration maps fitted on GPS's last 16 batches (prediction when picked,
+   observed success).
 3. Draw ``--reservoir`` samples per held-out prompt from the trained policy. An allocation of s_τ samples
    solves τ if any of its first s_τ samples is correct (best-of-n under the task's verifier); coverage is
    averaged over ``--orders`` random orderings of each prompt's samples.
@@ -73,31 +74,31 @@ def main() -> None:
 
     state = agent.generator.get_state()
     gamma = agent.predict_for(env.heldout.embeddings)  # calibration="none": raw
-    agent.calibration = "isotonic"  # the map from the (prediction, outcome) pairs GPS kept while training
-    agent.generator.set_state(state)  # the same latent draws: only the map differs
-    calibrated = agent.predict_for(env.heldout.embeddings)
+    maps = {}
+    for kind in ("isotonic", "platt"):  # maps from the (prediction, outcome) pairs GPS kept while training
+        agent.calibration = kind
+        agent.generator.set_state(state)  # the same latent draws: only the map differs
+        maps[kind] = agent.predict_for(env.heldout.embeddings)
     samples = reservoir(env, args.reservoir, seed=1)
     truth = reservoir(env, args.reservoir, seed=2).mean(axis=1)  # independent: the oracle's knowledge
     n = len(env.heldout)
     empirical = samples.mean(axis=1)
-    print(f"held-out: {n} prompts never trained on; Spearman(γ̂, empirical success) = "
-          f"{spearman(gamma, empirical):.3f} (calibrated {spearman(calibrated, empirical):.3f}); "
-          f"mean γ̂ {gamma.mean():.3f}, calibrated {calibrated.mean():.3f}, empirical {empirical.mean():.3f}; "
-          f"calibration error {calibration_error(gamma, empirical):.3f}, calibrated "
-          f"{calibration_error(calibrated, empirical):.3f} (the oracle's {calibration_error(truth, empirical):.3f})")
-    rows = {"uniform": [], "gps-coverage": [], "gps-window": [], "calibrated-coverage": [], "calibrated-window": [],
-            "oracle-coverage": []}
+    print(f"held-out: {n} prompts never trained on; Spearman(γ̂, empirical success) = {spearman(gamma, empirical):.3f}; "
+          f"mean γ̂ {gamma.mean():.3f}, empirical {empirical.mean():.3f}; calibration error: raw "
+          f"{calibration_error(gamma, empirical):.3f}, " + ", ".join(
+              f"{kind} {calibration_error(g, empirical):.3f} (mean {g.mean():.3f})" for kind, g in maps.items())
+          + f"; the oracle's {calibration_error(truth, empirical):.3f}")
+    predictions = {"gps": gamma, **maps, "oracle": truth}
+    rules = [("uniform", None, None), ("gps-coverage", "gps", "coverage"), ("gps-window", "gps", "window"),
+             ("isotonic-coverage", "isotonic", "coverage"), ("platt-coverage", "platt", "coverage"),
+             ("platt-window", "platt", "window"), ("oracle-coverage", "oracle", "coverage")]
+    rows = {name: [] for name, _, _ in rules}
     budgets = [int(round(p * n)) for p in args.per_prompt]
     cap = args.reservoir
     for budget in budgets:
-        plans = {
-            "uniform": uniform_counts(n, budget),
-            "gps-coverage": allocate_samples(gamma, budget, "coverage", max_samples=cap),
-            "gps-window": allocate_samples(gamma, budget, "window", max_samples=cap),
-            "calibrated-coverage": allocate_samples(calibrated, budget, "coverage", max_samples=cap),
-            "calibrated-window": allocate_samples(calibrated, budget, "window", max_samples=cap),
-            "oracle-coverage": allocate_samples(truth, budget, "coverage", max_samples=cap),
-        }
+        plans = {name: uniform_counts(n, budget) if source is None
+                 else allocate_samples(predictions[source], budget, rule, max_samples=cap)
+                 for name, source, rule in rules}
         for name, counts in plans.items():
             assert counts.sum() == budget
             rows[name].append(coverage(samples, counts, args.orders, seed=3))
@@ -109,17 +110,9 @@ def main() -> None:
 
     # Compute at equal accuracy: the smallest budget at which each method reaches uniform's coverage.
     fine = np.arange(n, cap * n // 2 + 1, n // 8)
-    curves = {
-        "gps-coverage": [coverage(samples, allocate_samples(gamma, b, "coverage", max_samples=cap), 5, 4)
-                         for b in fine],
-        "gps-window": [coverage(samples, allocate_samples(gamma, b, "window", max_samples=cap), 5, 4) for b in fine],
-        "calibrated-coverage": [coverage(samples, allocate_samples(calibrated, b, "coverage", max_samples=cap), 5, 4)
-                                for b in fine],
-        "calibrated-window": [coverage(samples, allocate_samples(calibrated, b, "window", max_samples=cap), 5, 4)
-                              for b in fine],
-        "oracle-coverage": [coverage(samples, allocate_samples(truth, b, "coverage", max_samples=cap), 5, 4)
-                            for b in fine],
-    }
+    curves = {name: [coverage(samples, allocate_samples(predictions[source], b, rule, max_samples=cap), 5, 4)
+                     for b in fine]
+              for name, source, rule in rules if source is not None}
     print("\nbudget needed to match uniform's coverage (compute saved vs uniform)")
     for i, budget in enumerate(budgets):
         target = rows["uniform"][i]

@@ -210,7 +210,7 @@ PLAUSIBLE = {
     "draws": st.sampled_from(["mean", "thompson", "median"]),
     "strength": st.floats(-1.0, 1e6),
     "posterior": st.sampled_from(["thompson", "mean", "mode"]),
-    "calibration": st.sampled_from(["none", "isotonic", "platt"]),
+    "calibration": st.sampled_from(["none", "isotonic", "platt", "beta"]),
     "calibration_window": st.integers(-1, 2**70),
     "acquisition": st.sampled_from(["target", "mixed", "ucb"]),
     "probe": st.booleans(),

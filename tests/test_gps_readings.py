@@ -13,7 +13,7 @@ from gps_env.agents import GPS, GPSMemory
 from gps_env.metrics import calibration_error
 from gps_env.models import PPMConfig
 from gps_env.selectors import greedy_maxmin, mixed_probability, utility
-from gps_env.selectors.calibration import isotonic_apply, isotonic_fit
+from gps_env.selectors.calibration import isotonic_apply, isotonic_fit, platt_apply, platt_fit
 
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALL = PPMConfig(hidden=16, latent=4, layers=1, heads=2, samples=2, updates=1, replay=2)
@@ -253,7 +253,7 @@ def test_isotonic_calibration_fits_recent_batches_and_reports_its_error():
     assert agent.calibrate(raw).min() >= success.min() and agent.calibrate(raw).max() <= success.max()
     assert plain.calibrate(raw) is raw  # calibration="none" leaves γ̂ alone
     with pytest.raises(ValueError, match="calibration"):
-        GPS(env, calibration="platt")
+        GPS(env, calibration="beta")
     with pytest.raises(ValueError, match="calibration_window"):
         GPS(env, calibration_window=0)
 
@@ -282,3 +282,31 @@ def test_mixed_acquisition_scores_prompts_by_their_chance_of_a_mixed_group():
     assert set(batch.tolist()) == set(best.tolist())
     with pytest.raises(ValueError, match="acquisition"):
         GPS(env, acquisition="ucb")
+
+
+def test_platt_fit_recovers_a_known_map_and_extrapolates():
+    rng = np.random.default_rng(0)
+    gamma = rng.uniform(0.05, 0.95, 4000)
+    truth = platt_apply((0.6, -0.4), gamma)  # a model that is overconfident and too high
+    observed = (rng.random(gamma.size) < truth).astype(float)
+    a, b = platt_fit(gamma, observed)
+    assert a == pytest.approx(0.6, abs=0.08) and b == pytest.approx(-0.4, abs=0.08)
+    fitted = platt_apply((a, b), np.array([0.001, 0.5, 0.999]))
+    assert 0 < fitted[0] < fitted[1] < fitted[2] < 1  # monotone, and defined beyond the fitted range
+    assert platt_fit(np.array([0.2, 0.8]), np.array([0.0, 1.0]))[0] > 1  # separable pairs stay finite
+    with pytest.raises(ValueError, match="platt_fit"):
+        platt_fit(np.array([0.2, 0.8]), np.array([0.0, 1.5]))
+
+
+def test_platt_calibration_maps_through_the_agent():
+    env = world(max_steps=8)
+    agent = GPS(env, seed=2, ppm=SMALL, calibration="platt")
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        obs, *_ = env.step(agent.act(obs))
+    raw = agent.predict_success(calibrated=False)
+    preds = np.concatenate([p for p, _ in agent.calibration_data])
+    success = np.concatenate([s for _, s in agent.calibration_data])
+    np.testing.assert_allclose(agent.calibrate(raw), platt_apply(platt_fit(preds, success), raw))
+    agent.calibration = "isotonic"  # switching the kind refits
+    np.testing.assert_allclose(agent.calibrate(raw), isotonic_apply(isotonic_fit(preds, success), raw))

@@ -33,7 +33,7 @@ from gps_env.selectors import (
     mixed_probability,
     utility,
 )
-from gps_env.selectors.calibration import isotonic_apply, isotonic_fit
+from gps_env.selectors.calibration import isotonic_apply, isotonic_fit, platt_apply, platt_fit
 from gps_env.selectors.screen import BFloat16Screen
 from gps_env.spec import AgentSpec
 
@@ -87,7 +87,7 @@ class GPS(SelectorAgent):
             learns from them.
         draws: ``"mean"`` (default: γ̂ averaged over the PPM's M prior draws) or ``"thompson"`` (one latent
             draw per step, PDTS's).
-        calibration: ``"none"`` (default) or ``"isotonic"``: selection and predictions go through an isotonic
+        calibration: ``"none"`` (default), ``"isotonic"`` or ``"platt"``: selection and predictions go through a
             map from γ̂ to observed success fitted on the last ``calibration_window`` batches (ours). The
             (prediction, outcome) pairs are kept either way, so a map can be switched on later
             (``agent.calibration = "isotonic"``), as ``benchmarks/test_time.py`` does.
@@ -137,7 +137,7 @@ class GPS(SelectorAgent):
         check_choice("diversity", diversity, ("sum", "min"))
         check_choice("draws", draws, ("mean", "thompson"))
         self.draws = draws
-        self.calibration = check_choice("calibration", calibration, ("none", "isotonic"))
+        self.calibration = check_choice("calibration", calibration, ("none", "isotonic", "platt"))
         self.acquisition = check_choice("acquisition", acquisition, ("target", "mixed"))
         self.calibration_window = check_integer("calibration_window", calibration_window, 1, 2**20)
         if diversity == "min" and distance != "cosine":
@@ -181,7 +181,7 @@ class GPS(SelectorAgent):
         # (raw γ̂ of a batch when it was picked, its observed success): what the calibration map is fitted on
         self.calibration_data: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.calibration_window)
         self.pending: np.ndarray | None = None  # raw γ̂ of the batch just sent, until its outcome arrives
-        self._knots: tuple[np.ndarray, np.ndarray] | None = None
+        self._knots: tuple[str, Any] | None = None  # (kind, fitted map), refitted after each outcome
         self.last_terms: dict[str, float] = {}
         self.last_elbo: dict[str, float] = {}
         self.last_calibration: dict[str, float] = {}
@@ -201,7 +201,7 @@ class GPS(SelectorAgent):
         if self.pending is not None:
             self.last_calibration = {"calibration_error_raw": calibration_error(self.pending, success)}
             if self._knots is not None:
-                calibrated = isotonic_apply(self._knots, self.pending)
+                calibrated = self.calibrate(self.pending)
                 self.last_calibration["calibration_error"] = calibration_error(calibrated, success)
             self.calibration_data.append((self.pending, success))
             self.pending = None
@@ -260,14 +260,17 @@ class GPS(SelectorAgent):
         return gamma
 
     def calibrate(self, gamma: np.ndarray) -> np.ndarray:
-        """``gamma`` through the isotonic map fitted on the last ``calibration_window`` batches' (raw γ̂ when
+        """``gamma`` through the calibration map fitted on the last ``calibration_window`` batches' (raw γ̂ when
         picked, observed success) pairs; unchanged before the first outcome or with ``calibration="none"``."""
         if self.calibration == "none" or not self.calibration_data:
             return gamma
-        if self._knots is None:
-            self._knots = isotonic_fit(np.concatenate([p for p, _ in self.calibration_data]),
-                                       np.concatenate([s for _, s in self.calibration_data]))
-        return isotonic_apply(self._knots, gamma)
+        if self._knots is None or self._knots[0] != self.calibration:
+            predicted = np.concatenate([p for p, _ in self.calibration_data])
+            observed = np.concatenate([s for _, s in self.calibration_data])
+            fit = isotonic_fit if self.calibration == "isotonic" else platt_fit
+            self._knots = (self.calibration, fit(predicted, observed))
+        apply = isotonic_apply if self.calibration == "isotonic" else platt_apply
+        return apply(self._knots[1], gamma)
 
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.steps_seen < self.warmup:  # (PDTS) the first steps are uniform; the PPM still learns from them
