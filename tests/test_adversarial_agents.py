@@ -504,6 +504,9 @@ def corrupt_nested(config: str, state: dict[str, Any]) -> list[tuple[str, dict[s
         pending = copy.deepcopy(state)
         pending["pending"] = np.full(B, 1.5)
         out.append(("pending", pending))
+        pending = copy.deepcopy(state)
+        pending["pending"] = np.full(B - 1, 0.5)
+        out.append(("pending", pending))
         data = copy.deepcopy(state)
         data["calibration_data"] = list(data["calibration_data"]) * 2
         out.append(("calibration_data", data))

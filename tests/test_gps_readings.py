@@ -240,7 +240,7 @@ def test_isotonic_calibration_fits_recent_batches_and_reports_its_error():
         action = agent.act(obs)
         obs, _, _, _, info = env.step(action)
         assert 0.0 <= info["calibration_error"] <= 1.0
-    assert len(agent.calibration_data) == 3 and agent.pending is not None
+    assert len(agent.calibration_data) == 3 and agent.pending.shape == (B,)
     assert {"calibration_error_raw", "calibration_error"} <= set(agent.log[-1])
     raw = agent.predict_success(calibrated=False)
     state = agent.generator.get_state()

@@ -107,9 +107,9 @@ def test_bf16_screen_rejects_bad_embeddings():
 def test_gps_screens_large_pools_with_the_same_batches(make_env, monkeypatch):
     env = make_env(lenient=True, max_steps=4)
     monkeypatch.setattr(gps_module, "SCREEN_MIN_POOL", 1)
-    screened = GPS(env, seed=0)
+    screened = GPS(env, seed=0, candidates=None)  # the screen serves the greedy over the whole pool
     monkeypatch.setattr(gps_module, "SCREEN_MIN_POOL", 10**9)
-    plain = GPS(env, seed=0)
+    plain = GPS(env, seed=0, candidates=None)
     assert screened._screen is not None and plain._screen is None
     obs, _ = env.reset(seed=0)
     for _ in range(3):

@@ -98,7 +98,7 @@ class GPS(SelectorAgent):
     State: ``rng``, ``learnt_step``, the PPM's ``model`` and Adam ``optimizer`` state dicts, the latent draws'
     torch ``generator`` state, the ``history`` of (batch (B,) ids, success (B,)) pairs the PPM trains on,
     ``steps_seen`` (batches ever observed), ``calibration_data`` ((prediction, success) pairs) and ``pending``
-    (the raw γ̂ of the batch awaiting its outcome).
+    (the raw γ̂ of the batch awaiting its outcome, (B,), or empty).
 
     The utility is scaled to [−1, 0] (divided by max(γ*, 1 − γ*)²; ours) so that λ weighs a unit-range
     utility against distances of order 1; with the raw (γ̂ − γ*)² ∈ [0, 0.25] diversity swamped it.
@@ -180,7 +180,7 @@ class GPS(SelectorAgent):
         self.steps_seen = 0  # batches ever observed (the deque forgets, this does not)
         # (raw γ̂ of a batch when it was picked, its observed success): what the calibration map is fitted on
         self.calibration_data: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.calibration_window)
-        self.pending: np.ndarray | None = None  # raw γ̂ of the batch just sent, until its outcome arrives
+        self.pending = np.empty(0)  # raw γ̂ of the batch just sent, until its outcome arrives (empty: none)
         self._knots: tuple[str, Any] | None = None  # (kind, fitted map), refitted after each outcome
         self.last_terms: dict[str, float] = {}
         self.last_elbo: dict[str, float] = {}
@@ -198,13 +198,13 @@ class GPS(SelectorAgent):
         success = obs["last_rewards"].astype(np.float64).mean(axis=1)
         k = obs["last_rewards"].shape[1]
         self.last_calibration = {}
-        if self.pending is not None:
+        if self.pending.size:
             self.last_calibration = {"calibration_error_raw": calibration_error(self.pending, success)}
             if self._knots is not None:
                 calibrated = self.calibrate(self.pending)
                 self.last_calibration["calibration_error"] = calibration_error(calibrated, success)
             self.calibration_data.append((self.pending, success))
-            self.pending = None
+            self.pending = np.empty(0)
             self._knots = None
         self.history.append((batch, success))
         self.steps_seen += 1
@@ -315,7 +315,7 @@ class GPS(SelectorAgent):
             "history": [(b.copy(), s.copy()) for b, s in self.history],
             "steps_seen": self.steps_seen,
             "calibration_data": [(p.copy(), s.copy()) for p, s in self.calibration_data],
-            "pending": None if self.pending is None else self.pending.copy(),
+            "pending": self.pending.copy(),
         }
 
     def check_state_dict(self, state: Any) -> None:
@@ -354,8 +354,10 @@ class GPS(SelectorAgent):
                                  f"{describe(entry)}")
             for j, part in enumerate(("prediction", "success")):
                 check_array(f"calibration_data[{i}] {part}", entry[j], (self.batch_size,), low=0.0, high=1.0)
-        if state["pending"] is not None:
-            check_array("pending", state["pending"], (self.batch_size,), low=0.0, high=1.0)
+        pending = check_array("pending", state["pending"], (None,), low=0.0, high=1.0)
+        if pending.shape not in ((0,), (self.batch_size,)):
+            raise ValueError(f"state 'pending' must hold {self.batch_size} predictions or none, got shape "
+                             f"{pending.shape}")
 
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)
@@ -368,5 +370,5 @@ class GPS(SelectorAgent):
         self.steps_seen = int(state["steps_seen"])
         self.calibration_data = deque(((np.asarray(p, dtype=np.float64).copy(), np.asarray(s, dtype=np.float64).copy())
                                        for p, s in state["calibration_data"]), maxlen=self.calibration_window)
-        self.pending = None if state["pending"] is None else np.asarray(state["pending"], dtype=np.float64).copy()
+        self.pending = np.asarray(state["pending"], dtype=np.float64).copy()
         self._knots = None

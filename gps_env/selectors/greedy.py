@@ -44,6 +44,28 @@ def _distances_to(e: np.ndarray, anchors_sum: np.ndarray, count: int, kind: str,
     return np.sqrt(np.maximum(2.0 - 2.0 * np.clip(dots, -1.0, 1.0), 0.0)).sum(axis=1)
 
 
+#: Gains within this much (relative to the float32 products behind them) of the best are a tie, broken by the
+#: lowest index. Equal rows give products that differ in the last bits depending on where BLAS meets them (the
+#: whole pool vs the screened rows), so exact ties would otherwise be broken differently by the two greedies.
+TIE = 1e-6
+
+
+def _tie_tolerance(lw: float, size: int, running: np.ndarray, lam: float, b: int,
+                   previous_sum: np.ndarray | None, previous_count: int) -> float:
+    """How far below the best gain a pick still ties: TIE times the scale of the float32 products in it."""
+    tol = lw * TIE * (size + float(np.linalg.norm(running)))
+    if previous_sum is not None and lam > 0:
+        tol += 0.5 * lam * TIE * (previous_count + float(np.linalg.norm(previous_sum))) / (b * previous_count)
+    return tol
+
+
+def _first_best(values: np.ndarray, tol: float) -> int:
+    """The lowest index whose value is within ``tol`` of the maximum (``argmax`` if a NaN hides it: the caller's
+    finiteness check then raises)."""
+    near = np.flatnonzero(values >= values.max() - tol)
+    return int(near[0]) if near.size else int(np.argmax(values))
+
+
 def _finite(values: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(values)):
         raise ValueError("embeddings must be finite (no NaN or inf)")
@@ -100,6 +122,7 @@ def greedy_diverse(
     pair_weight = 2.0 / (b * (b - 1)) if b > 1 else 0.0
     # Modular part: utility plus the inter-step term (distance to the previous batch, one mat-vec).
     modular = uc / b
+    p = None
     if previous is not None and len(previous) > 0 and lam > 0:
         p = e[np.asarray(previous, dtype=np.int64)]
         # the first distances read every candidate row (and the previous batch's): they are checked
@@ -115,7 +138,9 @@ def greedy_diverse(
         else:
             gain = half_modular.copy()
         gain[picked] = -np.inf
-        best = int(np.argmax(gain))
+        tol = _tie_tolerance(lam * pair_weight, size, running, lam, b, None if p is None else p.sum(axis=0),
+                             0 if p is None else p.shape[0])
+        best = _first_best(gain, tol)
         picked.append(best)
         running += ec[best]
     _finite(ec[picked])  # lam = 0 or b = 1: only the batch's rows were read (in the terms)
@@ -254,7 +279,8 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous:
         exact = exact_half(rows)
         if size:
             exact = exact + lw * _distances_to(e[rows], running, size, "cosine", None)
-        best = int(rows[np.argmax(exact)])
+        best = int(rows[_first_best(exact, _tie_tolerance(lw, size, running, lam, b, psum,
+                                                           0 if p is None else p.shape[0]))])
         picked.append(best)
         running += e[best]
         gain[best] = -np.inf
