@@ -181,7 +181,7 @@ class GPS(SelectorAgent):
         # (raw γ̂ of a batch when it was picked, its observed success): what the calibration map is fitted on
         self.calibration_data: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.calibration_window)
         self.pending = np.empty(0)  # raw γ̂ of the batch just sent, until its outcome arrives (empty: none)
-        self._knots: tuple[str, Any] | None = None  # (kind, fitted map), refitted after each outcome
+        self._calibration_map: tuple[str, Any] | None = None  # (kind, fitted map), refitted after each outcome
         self.last_terms: dict[str, float] = {}
         self.last_elbo: dict[str, float] = {}
         self.last_calibration: dict[str, float] = {}
@@ -200,12 +200,12 @@ class GPS(SelectorAgent):
         self.last_calibration = {}
         if self.pending.size:
             self.last_calibration = {"calibration_error_raw": calibration_error(self.pending, success)}
-            if self._knots is not None:
+            if self._calibration_map is not None:
                 calibrated = self.calibrate(self.pending)
                 self.last_calibration["calibration_error"] = calibration_error(calibrated, success)
             self.calibration_data.append((self.pending, success))
             self.pending = np.empty(0)
-            self._knots = None
+            self._calibration_map = None
         self.history.append((batch, success))
         self.steps_seen += 1
         entries = list(self.history)
@@ -264,13 +264,13 @@ class GPS(SelectorAgent):
         picked, observed success) pairs; unchanged before the first outcome or with ``calibration="none"``."""
         if self.calibration == "none" or not self.calibration_data:
             return gamma
-        if self._knots is None or self._knots[0] != self.calibration:
+        if self._calibration_map is None or self._calibration_map[0] != self.calibration:
             predicted = np.concatenate([p for p, _ in self.calibration_data])
             observed = np.concatenate([s for _, s in self.calibration_data])
             fit = isotonic_fit if self.calibration == "isotonic" else platt_fit
-            self._knots = (self.calibration, fit(predicted, observed))
+            self._calibration_map = (self.calibration, fit(predicted, observed))
         apply = isotonic_apply if self.calibration == "isotonic" else platt_apply
-        return apply(self._knots[1], gamma)
+        return apply(self._calibration_map[1], gamma)
 
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.steps_seen < self.warmup:  # (PDTS) the first steps are uniform; the PPM still learns from them
@@ -371,4 +371,4 @@ class GPS(SelectorAgent):
         self.calibration_data = deque(((np.asarray(p, dtype=np.float64).copy(), np.asarray(s, dtype=np.float64).copy())
                                        for p, s in state["calibration_data"]), maxlen=self.calibration_window)
         self.pending = np.asarray(state["pending"], dtype=np.float64).copy()
-        self._knots = None
+        self._calibration_map = None

@@ -72,6 +72,22 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return values
 
 
+def _checked_inputs(utilities: np.ndarray, embeddings: np.ndarray, b: int, lam: float,
+                    candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both greedies' arguments as (float64 utilities, float32 embeddings, candidate ids), or ``ValueError``."""
+    if lam < 0 or not np.isfinite(lam):
+        raise ValueError(f"lam must be finite and >= 0, got {lam}")
+    u = np.asarray(utilities, dtype=np.float64)
+    e = np.asarray(embeddings, dtype=np.float32)
+    if e.ndim != 2 or e.shape[0] != u.shape[0]:
+        raise ValueError(f"embeddings must be (N, d) with N = {u.shape[0]}, got {e.shape}")
+    if not np.all(np.isfinite(u)):
+        raise ValueError("utilities must be finite (no NaN or inf)")
+    pool = np.arange(u.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    _check_count(b, pool.shape[0])
+    return u, e, pool
+
+
 def greedy_diverse(
     utilities: np.ndarray,
     embeddings: np.ndarray,
@@ -103,18 +119,9 @@ def greedy_diverse(
 
     Returns ``(indices, terms)`` with the batch's ``utility``, ``dispersion`` and ``inter_step`` terms.
     """
-    if lam < 0 or not np.isfinite(lam):
-        raise ValueError(f"lam must be finite and >= 0, got {lam}")
     if distance not in ("cosine", "chordal"):
         raise ValueError(f"distance must be 'cosine' or 'chordal', got {distance!r}")
-    u = np.asarray(utilities, dtype=np.float64)
-    e = np.asarray(embeddings, dtype=np.float32)
-    if e.ndim != 2 or e.shape[0] != u.shape[0]:
-        raise ValueError(f"embeddings must be (N, d) with N = {u.shape[0]}, got {e.shape}")
-    if not np.all(np.isfinite(u)):
-        raise ValueError("utilities must be finite (no NaN or inf)")
-    pool = np.arange(u.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
-    _check_count(b, pool.shape[0])
+    u, e, pool = _checked_inputs(utilities, embeddings, b, lam, candidates)
     ec, uc = (e, u) if candidates is None else (e[pool], u[pool])  # no 40 MB copy for the whole pool
     if screen is not None and candidates is None and distance == "cosine" and lam > 0 and b > 1:
         picked_rows = _screened_greedy(u, e, b, lam, previous, screen)
@@ -122,12 +129,12 @@ def greedy_diverse(
     pair_weight = 2.0 / (b * (b - 1)) if b > 1 else 0.0
     # Modular part: utility plus the inter-step term (distance to the previous batch, one mat-vec).
     modular = uc / b
-    p = None
+    psum, count = None, 0
     if previous is not None and len(previous) > 0 and lam > 0:
         p = e[np.asarray(previous, dtype=np.int64)]
+        psum, count = p.sum(axis=0), p.shape[0]
         # the first distances read every candidate row (and the previous batch's): they are checked
-        modular = modular + lam * _distances_to(ec, p.sum(axis=0), p.shape[0], distance, p, check=True) / (
-            b * p.shape[0])
+        modular = modular + lam * _distances_to(ec, psum, count, distance, p, check=True) / (b * count)
     picked: list[int] = []
     running = np.zeros(e.shape[1], dtype=np.float32)  # float32 like E: a float64 vector would upcast E every pick
     half_modular = 0.5 * modular
@@ -138,9 +145,7 @@ def greedy_diverse(
         else:
             gain = half_modular.copy()
         gain[picked] = -np.inf
-        tol = _tie_tolerance(lam * pair_weight, size, running, lam, b, None if p is None else p.sum(axis=0),
-                             0 if p is None else p.shape[0])
-        best = _first_best(gain, tol)
+        best = _first_best(gain, _tie_tolerance(lam * pair_weight, size, running, lam, b, psum, count))
         picked.append(best)
         running += ec[best]
     _finite(ec[picked])  # lam = 0 or b = 1: only the batch's rows were read (in the terms)
@@ -173,16 +178,7 @@ def greedy_maxmin(
     means of :func:`gps_env.metrics.batch_terms`, so the two forms are logged alike) and ``min_distance``,
     the smallest distance between two picks.
     """
-    if lam < 0 or not np.isfinite(lam):
-        raise ValueError(f"lam must be finite and >= 0, got {lam}")
-    u = np.asarray(utilities, dtype=np.float64)
-    e = np.asarray(embeddings, dtype=np.float32)
-    if e.ndim != 2 or e.shape[0] != u.shape[0]:
-        raise ValueError(f"embeddings must be (N, d) with N = {u.shape[0]}, got {e.shape}")
-    if not np.all(np.isfinite(u)):
-        raise ValueError("utilities must be finite (no NaN or inf)")
-    pool = np.arange(u.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
-    _check_count(b, pool.shape[0])
+    u, e, pool = _checked_inputs(utilities, embeddings, b, lam, candidates)
     ec, uc = (e, u) if candidates is None else (e[pool], u[pool])
     nearest = np.zeros(pool.shape[0], dtype=np.float64)  # min distance to S ∪ P (0 while both are empty)
     anchored = False
