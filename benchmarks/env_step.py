@@ -1,6 +1,6 @@
 """Where an env step's time goes: generate / verify / update / everything else.
 
-    python benchmarks/env_step.py --batch-size 16 --k 8 --steps 40
+    python benchmarks/env_step.py --world arithmetic --batch-size 16 --k 8 --steps 40
     python benchmarks/env_step.py --world reasoning-gym --batch-size 32 --k 8 --engine transformers
 
 The Reasoning Gym world's target is at most 1 s per step at B = 32, k = 8 on 2 cores.

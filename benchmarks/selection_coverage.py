@@ -1,6 +1,6 @@
 """How widely does each selector spread its batches over the pool? (coverage and concentration)
 
-    python benchmarks/selection_coverage.py --steps 150 --seed 0 --selectors gps gps-pool uniform
+    python benchmarks/selection_coverage.py --world arithmetic --steps 150 --seed 0 --selectors gps gps-pool uniform
 
 Runs each selector for ``--steps`` GRPO steps on an embedded world (``--world``) and prints how many distinct
 prompts it picked, how often its favourite prompts were picked, and its share of picks per task against

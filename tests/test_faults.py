@@ -78,7 +78,8 @@ def test_training_loop_killed_at_random_moments_resumes_to_the_same_final_state(
 
 
 def _bench(out, policy) -> list[str]:
-    return [sys.executable, "-m", "gps_env.bench", "bench", "--out", str(out), "--selectors", "uniform,mopps",
+    return [sys.executable, "-m", "gps_env.bench", "bench", "--out", str(out), "--world", "arithmetic",
+            "--selectors", "uniform,mopps",
             "--seeds", "0", "--steps", "4", "--batch-size", "4", "--k", "4", "--pool-size", "48",
             "--heldout-size", "16", "--engine", "transformers", "--policy", str(policy)]
 

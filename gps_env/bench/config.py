@@ -21,7 +21,7 @@ WORLDS = {
     "arithmetic": {"task_mix": "default", "pool_size": 1000, "heldout_size": 400},
     "reasoning-gym": {"task_mix": "reasoning_gym", "pool_size": 20000, "heldout_size": 500},
 }
-DEFAULT_WORLD = "arithmetic"
+DEFAULT_WORLD = "reasoning-gym"
 #: The engine of benchmark directories written before ``config["engine"]`` existed.
 LEGACY_ENGINE = "transformers"
 #: Config keys a later invocation may extend (runs are keyed by selector and seed); nothing else may change.
