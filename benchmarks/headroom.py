@@ -111,7 +111,8 @@ def main() -> None:
     world = dict(WORLDS[args.world])
     if args.heldout_size:
         world["heldout_size"] = args.heldout_size
-    grpo = GRPOConfig(**{name: value for name, value in (("lr", args.lr), ("epochs", args.epochs)) if value is not None})
+    overrides = {"lr": args.lr, "epochs": args.epochs}
+    grpo = GRPOConfig(**{name: value for name, value in overrides.items() if value is not None})
     env = PromptSelectionEnv(batch_size=args.batch_size, max_steps=args.steps, eval_every=args.eval_every,
                              eval_rollouts=args.eval_rollouts, grpo=grpo, engine=args.engine, policy=args.policy,
                              **world)
@@ -131,7 +132,8 @@ def main() -> None:
             bound = DynamicSampling(env, seed=seed, max_rounds=args.bound_rounds)
             runs.append(run(env, bound, seed, "free-probe DS (bound)", free_probes=True))
     labels = list(dict.fromkeys(r["selector"] for r in runs))
-    print(f"\nheld-out sampled accuracy, B={args.batch_size}, k=8, lr={grpo.lr}, epochs={grpo.epochs}, seeds {args.seeds}")
+    print(f"\nheld-out sampled accuracy, B={args.batch_size}, k=8, lr={grpo.lr}, epochs={grpo.epochs}, "
+          f"seeds {args.seeds}")
     print(f"{'step':>6} {'rollouts':>9} " + " ".join(f"{lab:>22}" for lab in labels))
     for i, point in enumerate(runs[0]["curve"]):
         cells = [f"{np.mean([r['curve'][i][2] for r in runs if r['selector'] == lab]):.3f}".rjust(22)

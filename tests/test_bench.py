@@ -16,7 +16,8 @@ from gps_env.agents import Uniform, registry
 from gps_env.bench import cli, runs, stats
 from gps_env.bench.config import BenchConfig, ConfigError, ConfigMismatch
 
-TINY = ["--world", "arithmetic", "--steps", "3", "--batch-size", "4", "--k", "4", "--pool-size", "48", "--heldout-size", "16"]
+TINY = ["--world", "arithmetic", "--steps", "3", "--batch-size", "4", "--k", "4", "--pool-size", "48",
+        "--heldout-size", "16"]
 RUN = [s for s in bench.SELECTORS if s != "ppo"]  # the shipped PPO selector is trained for B = 32 only
 ALL = ",".join(RUN)
 SEEDS = [0, 1]

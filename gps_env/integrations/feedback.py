@@ -10,8 +10,9 @@ per-prompt history (:class:`~gps_env.history.PromptHistory`).
 (``DynamicSampling``, ``Pairing(source="probe")``) cannot run here: inside verl or TRL only the trainer
 generates, and a probe would need a rollout outside its loop. A trainer's spec has no probe, and
 ``spec.probe`` raises naming the trainer. DAPO's dynamic sampling exists in verl itself
-(``algorithm.filter_groups``), and ``Pairing(source="history")`` measures success from the observed history
-instead of probes.
+(``algorithm.filter_groups``; with any agent through :mod:`gps_env.integrations.verl_v1`) and for TRL in
+:class:`gps_env.integrations.trl_dynamic.DynamicSamplingGRPOTrainer`, and ``Pairing(source="history")``
+measures success from the observed history instead of probes.
 """
 
 from __future__ import annotations
