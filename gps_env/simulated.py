@@ -22,15 +22,21 @@ z_τ = x_τ·h ~ N(0, 1) the projection of the prompt's own Gaussian draw (ξ_τ
 direction h (the difficulty visible in the text) and ε_τ ~ N(0, 1) the invisible rest.
 
 **Policy** (a Rasch model with an ability that learns). Prompt τ succeeds with probability
-``p_τ = sigmoid(ℓ⁰_τ + φ·e_τ + δ_τ)``: φ ∈ R^d is semantic skill (it transfers to every prompt by cosine
-similarity, held-out prompts included), δ_τ is item-specific memory (pool prompts only). A step on batch S
+``p_τ = sigmoid(ℓ⁰_τ + φ·e_τ + b + δ_τ)``: φ ∈ R^d is semantic skill (it transfers to every prompt by cosine
+similarity, held-out prompts included), b a shared offset (negative transfer), δ_τ is item-specific memory
+(pool prompts only). A step on batch S
 with rewards r (B, k) and loss weights w is one GRPO update under this model: for a group with observed
 success ŝ_τ, the logit gradient of the std-normalised GRPO loss is ∝ √(ŝ_τ(1 − ŝ_τ)), so::
 
     g_τ = w_τ·√(ŝ_τ(1 − ŝ_τ))                 # 0 for all-0 and all-1 groups: no advantage, no learning
     ḡ   = mean_S g_τ;  v ← β v + (1 − β) ḡ²;  a = (v / (1 − βᵗ))^(−α/2)   # Adam-like step-size adaptation
     m   = exp(−Λ / Λ₀);  Λ ← Λ + a·m·ḡ                                    # plasticity: diminishing returns
-    φ  ← φ + η_s·a·m·mean_S g_τ e_τ;   δ_τ ← δ_τ + η_m·a·g_τ / B   (τ ∈ S)
+    (φ, b) ← exp(−ζ·a·ḡ)·(φ, b)                                            # forgetting
+    φ  ← φ + (1 + λ)·η_s·a·m·mean_S g_τ e_τ;   b ← b − λ·η_s·a·m·ḡ        # negative transfer
+    δ_τ ← δ_τ + η_m·a·g_τ / B   (τ ∈ S)
+
+so a step moves prompt τ' by η_s·a·m·mean_S g_τ·(cos(τ, τ') − λ·(1 − cos(τ, τ'))): training one family
+lowers dissimilar ones when λ > 0, and skill that is no longer trained decays when ζ > 0.
 
 Nothing moves when ḡ = 0. α = 0 is token-mean SGD (learning grows with the number of informative groups);
 α = 1 makes the step size independent of the signal's level in the long run, as Adam does, so selection
@@ -88,6 +94,12 @@ class SimConfig:
         plasticity: Λ₀ > 0, the semantic learning after which the skill's rate has fallen by e (inf: no
             decay). Calibrated: the shape of the held-out curves.
         beta: β, decay of the running mean square of the signal (Adam's β₂ in the embedded GRPO).
+        interference: λ >= 0, negative transfer: a step on τ moves the logit of every prompt τ' by
+            cos(τ, τ') − λ·(1 − cos(τ, τ')) times its positive effect on τ itself, so training one family
+            lowers dissimilar families (0: the transfer is the cosine alone). Fitted: docs/simulated.md.
+        forgetting: ζ >= 0, the learnt skill (φ and the shared offset b) shrinks by exp(−ζ·a·ḡ) at every
+            update, so what is no longer trained decays toward the start (0: nothing is forgotten; item
+            memory δ never decays). Fitted: docs/simulated.md.
     """
 
     families: tuple[Family, ...] = (Family("easy", 0.605, 2.655), Family("hard", 0.395, -2.799))
@@ -102,6 +114,8 @@ class SimConfig:
     adaptivity: float = 0.801
     plasticity: float = 1.92
     beta: float = 0.999
+    interference: float = 0.0
+    forgetting: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -126,9 +140,10 @@ class SimConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.plasticity > 0:
             raise ValueError(f"plasticity must be > 0 (inf: no decay), got {self.plasticity}")
-        for name in ("spread", "semantic_rate", "memory_rate"):
+        for name in ("spread", "semantic_rate", "memory_rate", "interference", "forgetting"):
             value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0):
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number) \
+                    or not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
         if not 0.0 <= self.beta < 1.0:
             raise ValueError(f"beta must be in [0, 1), got {self.beta}")
@@ -256,12 +271,12 @@ class SimulatedPromptSelectionEnv(PromptSelectionContract):
 
     # ------------------------------------------------------------------ the model
     def success_probability(self, indices: np.ndarray | None = None, heldout: bool = False) -> np.ndarray:
-        """Privileged p_τ = sigmoid(ℓ⁰ + φ·e + δ) of pool prompts (all, or ``indices``), or of the held-out set."""
+        """Privileged p_τ = sigmoid(ℓ⁰ + φ·e + b + δ) of pool prompts (all, or ``indices``), or of the held-out set."""
         if not self._started:
             raise gym.error.ResetNeeded("call reset() before success_probability()")
         pool = self.heldout if heldout else self.pool
         idx = slice(None) if indices is None else np.asarray(indices, dtype=np.int64)
-        logit = pool.initial_logit[idx] + pool.embeddings[idx] @ self._phi
+        logit = pool.initial_logit[idx] + pool.embeddings[idx] @ self._phi + self._bias
         if not heldout:
             logit = logit + self._memory[idx]
         return 1.0 / (1.0 + np.exp(-logit))
@@ -279,16 +294,22 @@ class SimulatedPromptSelectionEnv(PromptSelectionContract):
             adapt = float((self._v / (1.0 - c.beta**self._updates)) ** (-c.adaptivity / 2))
             plastic = float(np.exp(-self._learnt / c.plasticity))
             self._learnt += adapt * plastic * mean_signal
-            self._phi += (c.semantic_rate * adapt * plastic / self.batch_size) * (
-                signal @ self.pool.embeddings[indices])
+            if c.forgetting > 0:  # forgetting: the learnt skill shrinks toward the start at every update
+                keep = float(np.exp(-c.forgetting * adapt * mean_signal))
+                self._phi *= keep
+                self._bias *= keep
+            rate = c.semantic_rate * adapt * plastic
+            self._phi += (rate * (1.0 + c.interference) / self.batch_size) * (signal @ self.pool.embeddings[indices])
+            self._bias -= rate * c.interference * mean_signal  # negative transfer ∝ dissimilarity (1 − cos)
             self._memory[indices] += (c.memory_rate * adapt / self.batch_size) * signal
         return {"kept_groups": int(np.count_nonzero(signal)), "total_groups": int(signal.size),
                 "signal": mean_signal, "step_scale": adapt, "plasticity": plastic}
 
     # ------------------------------------------------------------------ hooks of the contract
     def _world_reset(self) -> None:
-        """The initial policy: φ = 0, δ = 0, no step-size history."""
+        """The initial policy: φ = 0, b = 0, δ = 0, no step-size history."""
         self._phi = np.zeros(self.config.embedding_dim)
+        self._bias = 0.0
         self._memory = np.zeros(len(self.pool))
         self._v, self._updates, self._learnt = 0.0, 0, 0.0
 
@@ -332,12 +353,13 @@ class SimulatedPromptSelectionEnv(PromptSelectionContract):
 
     def _world_state(self) -> dict[str, Any]:
         return {"model": {"phi": self._phi.copy(), "memory": self._memory.copy(), "v": self._v,
-                          "updates": self._updates, "learnt": self._learnt}}
+                          "updates": self._updates, "learnt": self._learnt, "bias": self._bias}}
 
     def _world_check_state(self, state: Mapping[str, Any]) -> None:
         model = state.get("model")
-        if not isinstance(model, Mapping) or set(model) != {"phi", "memory", "v", "updates", "learnt"}:
-            raise ValueError("checkpoint 'model' must hold phi, memory, v, updates and learnt")
+        keys = {"phi", "memory", "v", "updates", "learnt"}  # + "bias" since the forgetting model; older ones: b = 0
+        if not isinstance(model, Mapping) or set(model) not in (keys, keys | {"bias"}):
+            raise ValueError("checkpoint 'model' must hold phi, memory, v, updates, learnt and bias")
         for key, shape in (("phi", (self.config.embedding_dim,)), ("memory", (len(self.pool),))):
             value = np.asarray(model[key])
             if value.shape != shape:
@@ -349,6 +371,10 @@ class SimulatedPromptSelectionEnv(PromptSelectionContract):
             if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not np.isfinite(value) \
                     or value < 0:
                 raise ValueError(f"checkpoint model {key!r} must be a finite number >= 0, got {value!r:.40}")
+        bias = model.get("bias", 0.0)
+        if isinstance(bias, bool) or not isinstance(bias, int | float | np.number) or not np.isfinite(bias) \
+                or bias > 0:
+            raise ValueError(f"checkpoint model 'bias' must be a finite number <= 0, got {bias!r:.40}")
         if isinstance(model["updates"], bool) or not isinstance(model["updates"], int | np.integer) \
                 or model["updates"] < 0:
             raise ValueError(f"checkpoint model 'updates' must be an integer >= 0, got {model['updates']!r:.40}")
@@ -358,3 +384,4 @@ class SimulatedPromptSelectionEnv(PromptSelectionContract):
         self._phi = np.array(model["phi"], dtype=np.float64)
         self._memory = np.array(model["memory"], dtype=np.float64)
         self._v, self._updates, self._learnt = float(model["v"]), int(model["updates"]), float(model["learnt"])
+        self._bias = float(model.get("bias", 0.0))
