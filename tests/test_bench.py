@@ -18,7 +18,7 @@ from gps_env.bench.config import BenchConfig, ConfigError, ConfigMismatch
 
 TINY = ["--world", "arithmetic", "--steps", "3", "--batch-size", "4", "--k", "4", "--pool-size", "48",
         "--heldout-size", "16"]
-RUN = [s for s in bench.SELECTORS if s != "ppo"]  # the shipped PPO selector is trained for B = 32 only
+RUN = [s for s in bench.SELECTORS if not s.startswith("ppo")]  # the shipped PPO selectors: B = 32 only
 ALL = ",".join(RUN)
 SEEDS = [0, 1]
 
@@ -282,6 +282,10 @@ def test_full_preset(tmp_path, capsys):
     assert config.seeds == (0, 1, 2) and config.steps == 300 and config.budget == 300 * 32 * 8
     small = cli.config_from_args(parser.parse_args(["bench", "--out", "x"]), parser)
     assert small.selectors == bench.MAIN_SELECTORS and small.steps == bench.SMALL["steps"]
+    assert small.task_mix == "reasoning_gym" and small.pool_size == 20000  # the default world
+    assert config.eval_every_rollouts == 12800 and small.eval_every_rollouts == 6400  # budget/6 and budget/4
+    stepped = cli.config_from_args(parser.parse_args(["bench", "--out", "x", "--steps", "100"]), parser)
+    assert stepped.eval_every_rollouts == 4352  # given steps: budget/6, as directories made before "evals"
     with pytest.raises(SystemExit):
         bench.main(["bench", "--out", str(tmp_path / "o"), "--full", "--steps", "5"])
     assert "--full" in capsys.readouterr().err and not (tmp_path / "o").exists()
@@ -372,7 +376,7 @@ def test_registry_builds_every_selector():
 
     assert bench.SELECTORS is registry.SELECTORS  # one dict: patching it changes what the bench runs
     env = SimulatedPromptSelectionEnv(pool_size=300, heldout_size=20, batch_size=8)
-    agents = {name: registry.SELECTORS[name](env, 3) for name in registry.SELECTORS if name != "ppo"}
+    agents = {name: registry.SELECTORS[name](env, 3) for name in registry.SELECTORS if not name.startswith("ppo")}
     for name, agent in agents.items():
         assert isinstance(agent, SelectorAgent), name
         obs, _ = env.reset(seed=0)

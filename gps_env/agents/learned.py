@@ -74,11 +74,17 @@ class LearnedSelector(SelectorAgent):
 #: The PPO selector trained on the simulated world by ``benchmarks/train_learned_selector.py``, shipped in
 #: the package (a ``CandidateScorerPolicy``: a shared 7→32→32→1 scorer per candidate, safetensors).
 PRETRAINED = Path(__file__).with_name("pretrained") / "ppo_selector"
+PRETRAINED_FORGETTING = PRETRAINED.with_name("ppo_selector_forgetting")
 
 
 def pretrained(env: gym.Env | AgentSpec, seed: int = 0) -> LearnedSelector:
     """The shipped PPO selector as an agent on ``env`` (needs stable-baselines3)."""
     return LearnedSelector(env, load_policy_file(PRETRAINED), seed=seed, candidates=4.0)
+
+
+def pretrained_forgetting(env: gym.Env | AgentSpec, seed: int = 0) -> LearnedSelector:
+    """The shipped PPO selector trained on the simulated world with the fitted forgetting (docs/simulated.md)."""
+    return LearnedSelector(env, load_policy_file(PRETRAINED_FORGETTING), seed=seed, candidates=4.0)
 
 
 def save_policy(policy: Any, path: str | Path) -> Path:

@@ -133,6 +133,9 @@ SELECTORS: dict[str, SelectorEntry] = {
                                    "Prompt Replay: fresh prompts plus replays of prompts near p=0.5, cooldown, cap"),
     "ppo": SelectorEntry("gps_env.agents.learned:pretrained", {},
                          "the shipped PPO selector trained on the simulated world (B=32 only)"),
+    "ppo-forgetting": SelectorEntry("gps_env.agents.learned:pretrained_forgetting", {},
+                                    "the PPO selector trained on the simulated world with the fitted forgetting "
+                                    "(B=32 only)"),
 }
 #: What ``gps-env bench`` runs without ``--selectors``.
 MAIN_SELECTORS = ("uniform", "ds", "mopps", "pairing", "gps")

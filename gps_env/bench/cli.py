@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--heldout-size", type=int, default=None, help="held-out prompts (default: the world's)")
     b.add_argument("--task-mix", default=None, help="task mix (default: the world's)")
     b.add_argument("--eval-every-rollouts", type=int, default=None,
-                   help="held-out evaluation period in rollouts (default: budget/6, a multiple of B*k)")
+                   help=f"held-out evaluation period in rollouts (default: budget/{SMALL['evals']} when "
+                        "--steps is not given and not --full, else budget/6; a multiple of B*k)")
     b.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
                    help="rollout engine (auto: vLLM where installed and able to run the policy, else transformers)")
     b.add_argument("--policy", default=None, help=argparse.SUPPRESS)
@@ -127,7 +128,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             batch_size=args.batch_size, k=args.k, pool_size=world["pool_size"], heldout_size=world["heldout_size"],
             task_mix=world["task_mix"], eval_every_rollouts=args.eval_every_rollouts,
             policy=str(Path(args.policy).resolve()) if args.policy else None, engine="auto",
-            known_selectors=SELECTORS, known_mixes=mixes())
+            known_selectors=SELECTORS, known_mixes=mixes(),
+            evals=SMALL["evals"] if not args.full and args.steps is None else 6)
     except ConfigError as exc:
         parser.error(str(exc))
 

@@ -13,8 +13,10 @@ BASELINE = "uniform"
 CONFIG_VERSION = 1
 #: ``--full``: the setting of the reproduction report (docs/results.md).
 FULL = {"seeds": "0,1,2", "steps": 300}
-#: Without ``--full`` (the README's main command: all five selectors in minutes on 2 CPU cores).
-SMALL = {"seeds": "0", "steps": 100}
+#: Without ``--full`` (the README's main command: all five selectors in minutes on 2 CPU cores). ``evals``: held-out
+#: evaluations over the budget (besides the one at step 0) when neither ``--steps`` nor ``--eval-every-rollouts``
+#: is given; four, not six, keep the main command within 15 minutes on 2 cores, install included.
+SMALL = {"seeds": "0", "steps": 100, "evals": 4}
 #: ``--world``: the task mix and pool sizes of each world (flags given explicitly override them). The Reasoning
 #: Gym world holds out 500 prompts (50 per family): an evaluation samples 4,000 rollouts, about 7 s on 2 cores.
 WORLDS = {
@@ -101,9 +103,9 @@ class BenchConfig:
                k: int = 8, pool_size: int = 1000, heldout_size: int = 400, task_mix: str = "default",
                eval_every_rollouts: int | None = None, policy: str | None = None, engine: str = LEGACY_ENGINE,
                world_seed: int = 0, known_selectors: Iterable[str] | None = None,
-               known_mixes: Iterable[str] | None = None) -> BenchConfig:
+               known_mixes: Iterable[str] | None = None, evals: int = 6) -> BenchConfig:
         """A new configuration: the baseline is put first if missing, duplicates dropped, the budget and the
-        default evaluation period (budget/6, a multiple of B*k) computed. Names are checked against
+        default evaluation period (budget/``evals``, a multiple of B*k) computed. Names are checked against
         ``known_selectors`` / ``known_mixes`` when given."""
         selectors = list(dict.fromkeys(selectors))
         if known_selectors is not None:
@@ -124,7 +126,9 @@ class BenchConfig:
         bk = batch_size * k
         budget = steps * bk
         if eval_every_rollouts is None:
-            eval_every_rollouts = max(bk, round(budget / 6 / bk) * bk)
+            if evals < 1:
+                raise ConfigError(f"evals must be >= 1, got {evals}", "eval_every_rollouts")
+            eval_every_rollouts = max(bk, round(budget / evals / bk) * bk)
         return cls(version=CONFIG_VERSION, selectors=tuple(selectors), seeds=tuple(dict.fromkeys(seeds)),
                    steps=steps, batch_size=batch_size, k=k, pool_size=pool_size, heldout_size=heldout_size,
                    task_mix=task_mix, world_seed=world_seed, budget=budget, eval_every_rollouts=eval_every_rollouts,
