@@ -42,9 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sim_calibration import nelder_mead  # noqa: E402
 
 from gps_env.agents.registry import SELECTORS  # noqa: E402
+from gps_env.bench.runs import read_run, run_name  # noqa: E402
 from gps_env.simulated import Family, SimConfig, SimulatedPromptSelectionEnv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Percent of the Reasoning Gym pool per family (docs/results/selection_coverage_rg.txt, first line).
 RG_POOL_SHARES = {"basic_arithmetic": 11, "chain_sum": 12, "count_bits": 6, "fraction_simplification": 8, "gcd": 12,
                   "lcm": 6, "letter_counting": 16, "prime_factorization": 3, "products": 9, "simple_equations": 18}
 WORLDS = {
@@ -69,9 +71,9 @@ def embedded(world: dict) -> dict:
     for name in ["uniform", world["narrow"][0]] + ([world["check"][0]] if world["check"] else []):
         evals, esr = [], []
         for seed in summary["config"]["seeds"]:
-            records = [json.loads(line) for line in (root / f"runs/{name}-seed{seed}.jsonl").open()]
-            evals.append([r for r in records if r["type"] == "eval"])
-            esr.append([r["esr"] for r in records if r["type"] == "step"])
+            run = read_run(root / "runs" / f"{run_name(name, seed)}.jsonl")
+            evals.append(run["evals"])
+            esr.append([r["esr"] for r in run["steps"]])
         steps = [e["step"] for e in evals[0]]
         tasks = list(evals[0][0]["by_task"])
         by_task = np.array([[[e["by_task"][t] for t in tasks] for e in run] for run in evals]).mean(0)

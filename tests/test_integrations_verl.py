@@ -16,9 +16,8 @@ import pytest
 pytest.importorskip("verl")
 pytest.importorskip("pyarrow")
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
+from _verl_rows import ID_OFFSET, RATES, B, K, N, write_parquet  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from torchdata.stateful_dataloader import StatefulDataLoader  # noqa: E402
 from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn  # noqa: E402
@@ -27,24 +26,8 @@ from gps_env.agents import GPS, MoPPS  # noqa: E402
 from gps_env.integrations import MissingPromptIndexError  # noqa: E402
 from gps_env.integrations import verl as gv  # noqa: E402
 
-N, B, K, ID_OFFSET = 24, 4, 4, 1000
-#: success rate of each dataset row: a third never solved, a third always, a third half the time
-RATES = np.tile([0.0, 1.0, 0.5], N // 3)
-
 needs_07 = pytest.mark.skipif(not gv.HAS_CURRICULUM_HOOK, reason="verl < 0.8 (curriculum sampler hook)")
 needs_v1 = pytest.mark.skipif(not gv.HAS_V1_TRAINER, reason="verl >= 0.8 with verl-core (v1 trainer)")
-
-
-def write_parquet(path, with_index: bool = True) -> str:
-    rows = {
-        "data_source": ["toy"] * N,
-        "prompt": [[{"role": "user", "content": f"{i}+{i}="}] for i in range(N)],
-        "reward_model": [{"style": "rule", "ground_truth": str(2 * i)} for i in range(N)],
-        "extra_info": [{"index": ID_OFFSET + i, "split": "train"} if with_index else {"split": "train"}
-                       for i in range(N)],
-    }
-    pq.write_table(pa.table(rows), path)
-    return str(path)
 
 
 def data_config(agent: str = "MoPPS", **sampler) -> OmegaConf:

@@ -19,10 +19,9 @@ pytest.importorskip("transfer_queue")
 pytest.importorskip("verl.trainer.ppo.v1.replay_buffer")
 pytest.importorskip("pyarrow")
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 import transfer_queue as tq  # noqa: E402
+from _verl_rows import ID_OFFSET, RATES, B, K, N, write_parquet  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from tensordict import NonTensorData, NonTensorStack, TensorDict  # noqa: E402
@@ -34,22 +33,7 @@ from gps_env.integrations import MissingPromptIndexError  # noqa: E402
 from gps_env.integrations import verl as gv  # noqa: E402
 from gps_env.integrations import verl_v1 as gv1  # noqa: E402
 
-N, B, K, ID_OFFSET = 24, 4, 4, 1000
-#: success rate of each dataset row: a third never solved, a third always, a third half the time
-RATES = np.tile([0.0, 1.0, 0.5], N // 3)
 KW = "+trainer.v1.sampler.sampler_kwargs"
-
-
-def write_parquet(path, with_index: bool = True) -> str:
-    rows = {
-        "data_source": ["toy"] * N,
-        "prompt": [[{"role": "user", "content": f"{i}+{i}="}] for i in range(N)],
-        "reward_model": [{"style": "rule", "ground_truth": str(2 * i)} for i in range(N)],
-        "extra_info": [{"index": ID_OFFSET + i, "split": "train"} if with_index else {"split": "train"}
-                       for i in range(N)],
-    }
-    pq.write_table(pa.table(rows), path)
-    return str(path)
 
 
 def compose_config(path: str, *overrides: str):

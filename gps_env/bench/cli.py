@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--task-mix", default=None, help="task mix (default: the world's)")
     b.add_argument("--eval-every-rollouts", type=int, default=None,
                    help=f"held-out evaluation period in rollouts (default: budget/{SMALL['evals']} when "
-                        "--steps is not given and not --full, else budget/6; a multiple of B*k)")
+                        f"--steps is not given and not --full, else budget/{FULL['evals']}; a multiple of B*k)")
     b.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
                    help="rollout engine (auto: vLLM where installed and able to run the policy, else transformers)")
     b.add_argument("--policy", default=None, help=argparse.SUPPRESS)
@@ -129,7 +129,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             task_mix=world["task_mix"], eval_every_rollouts=args.eval_every_rollouts,
             policy=str(Path(args.policy).resolve()) if args.policy else None, engine="auto",
             known_selectors=SELECTORS, known_mixes=mixes(),
-            evals=SMALL["evals"] if not args.full and args.steps is None else 6)
+            evals=SMALL["evals"] if not args.full and args.steps is None else FULL["evals"])
     except ConfigError as exc:
         parser.error(str(exc))
 

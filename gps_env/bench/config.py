@@ -12,7 +12,7 @@ from typing import Any
 BASELINE = "uniform"
 CONFIG_VERSION = 1
 #: ``--full``: the setting of the reproduction report (docs/results.md).
-FULL = {"seeds": "0,1,2", "steps": 300}
+FULL = {"seeds": "0,1,2", "steps": 300, "evals": 6}
 #: Without ``--full`` (the README's main command: all five selectors in minutes on 2 CPU cores). ``evals``: held-out
 #: evaluations over the budget (besides the one at step 0) when neither ``--steps`` nor ``--eval-every-rollouts``
 #: is given; four, not six, keep the main command within 15 minutes on 2 cores, install included.
@@ -103,7 +103,7 @@ class BenchConfig:
                k: int = 8, pool_size: int = 1000, heldout_size: int = 400, task_mix: str = "default",
                eval_every_rollouts: int | None = None, policy: str | None = None, engine: str = LEGACY_ENGINE,
                world_seed: int = 0, known_selectors: Iterable[str] | None = None,
-               known_mixes: Iterable[str] | None = None, evals: int = 6) -> BenchConfig:
+               known_mixes: Iterable[str] | None = None, evals: int = FULL["evals"]) -> BenchConfig:
         """A new configuration: the baseline is put first if missing, duplicates dropped, the budget and the
         default evaluation period (budget/``evals``, a multiple of B*k) computed. Names are checked against
         ``known_selectors`` / ``known_mixes`` when given."""
