@@ -215,6 +215,25 @@ def test_full_run_writes_everything(finished, capsys):
         assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_step0_evaluation_is_shared_per_seed_and_changes_no_trajectory(finished, tmp_path):
+    out, _ = finished
+    for seed in SEEDS:
+        firsts = [lines(out / "runs" / f"{s}-seed{seed}.jsonl")[1] for s in RUN]
+        assert firsts[0]["checkpoint"] == 0 and "shared" not in firsts[0]  # the seed's first run evaluates
+        assert all(e["shared"] is True and e["accuracy"] == firsts[0]["accuracy"] for e in firsts[1:])
+    # mopps-seed0 reused uniform's evaluation; alone, evaluating its own step 0, it takes the same steps
+    config = json.loads((out / "config.json").read_text())
+    env = runs.build_env(config)
+    alone = tmp_path / "mopps-seed0.jsonl"
+    runs.run_one(env, "mopps", 0, config["budget"], config["eval_every_rollouts"], alone)
+    env.close()
+    mine, theirs = lines(alone), lines(out / "runs" / "mopps-seed0.jsonl")
+    assert "shared" not in mine[1]
+    for kind, keys in (("step", ("rollouts", "esr", "mean_reward", "spearman")), ("eval", ("accuracy", "by_task"))):
+        assert [[r[k] for k in keys] for r in mine if r["type"] == kind] == \
+            [[r[k] for k in keys] for r in theirs if r["type"] == kind]
+
+
 def test_resume_recomputes_only_missing_or_partial_runs(finished, tmp_path, monkeypatch, tiny_policy):
     out = copy_of(finished, tmp_path)
     (out / "runs" / "ds-seed0.jsonl").unlink()

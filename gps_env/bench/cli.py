@@ -148,6 +148,7 @@ def bench(config: BenchConfig, out: Path, selectors: Sequence[str] | None = None
             if runs.read_run(runs_dir / f"{runs.run_name(s, seed)}.jsonl") is None]
     total = len(seeds) * len(selectors)
     env = None
+    start_evals: dict[int, dict] = {}  # one held-out evaluation at step 0 per seed (runs.run_one)
     with tqdm(total=total, initial=total - len(todo), desc="benchmark", unit="run") as overall:
         for s, seed in todo:
             name = runs.run_name(s, seed)
@@ -156,7 +157,8 @@ def bench(config: BenchConfig, out: Path, selectors: Sequence[str] | None = None
             try:
                 if env is None:
                     env = runs.build_env(config)
-                runs.run_one(env, s, seed, config.budget, config.eval_every_rollouts, runs_dir / f"{name}.jsonl")
+                runs.run_one(env, s, seed, config.budget, config.eval_every_rollouts, runs_dir / f"{name}.jsonl",
+                             start_evals)
             except Exception as exc:  # a failing run is recorded; the benchmark carries on
                 error_path.write_text(json.dumps({
                     "run": name, "selector": s, "seed": seed, "error": f"{type(exc).__name__}: {exc}",

@@ -99,8 +99,15 @@ def checkpoints_for(budget: int, every: int) -> list[int]:
     return [*range(every, budget, every), budget]
 
 
-def run_one(env: Any, selector: str, seed: int, budget: int, every: int, path: Path) -> dict:
-    """Run ``selector`` from a fresh episode until ``budget`` selector rollouts, streaming lines to ``path``."""
+def run_one(env: Any, selector: str, seed: int, budget: int, every: int, path: Path,
+            start_evals: dict[int, dict] | None = None) -> dict:
+    """Run ``selector`` from a fresh episode until ``budget`` selector rollouts, streaming lines to ``path``.
+
+    ``start_evals`` (seed -> held-out result), shared by the runs of one ``env``, holds each seed's evaluation at
+    step 0: it depends only on the warm start, the held-out set and the episode's evaluation seed, never on the
+    selector, so later runs of that seed reuse it (``"shared": true`` in their eval line, and no eval rollouts
+    charged to their ledger for it) instead of sampling the same 4,000 rollouts again.
+    """
     from tqdm.auto import tqdm
 
     checkpoints = checkpoints_for(budget, every)
@@ -117,13 +124,17 @@ def run_one(env: Any, selector: str, seed: int, budget: int, every: int, path: P
         ledger = env.ledger
 
         def evaluate(checkpoint_list: list[int], step: int) -> None:
-            result = env.evaluate()
+            shared = step == 0 and start_evals is not None and seed in start_evals
+            result = start_evals[seed] if shared else env.evaluate()
+            if step == 0 and start_evals is not None:
+                start_evals[seed] = result
             sec = ledger.seconds
             selector_seconds = sum(sum(sec[p].values()) for p in ("train", "probe"))
             for c in checkpoint_list:
                 emit({"type": "eval", "checkpoint": c, "step": step, "rollouts": ledger.selector_rollouts,
                       "accuracy": result["accuracy"], "by_task": result["by_task"],
-                      "selector_seconds": selector_seconds, "wall_seconds": time.perf_counter() - start})
+                      "selector_seconds": selector_seconds, "wall_seconds": time.perf_counter() - start,
+                      **({"shared": True} if shared else {})})
 
         evaluate([0], 0)
         nxt = 0
