@@ -4,8 +4,8 @@
 
     env = gymnasium.make("gps_env/PromptSelection-v0", batch_size=32, rollouts_per_prompt=8)
 
-``"gps_env/ReasoningGym-v0"`` (the same env in the Reasoning Gym world: ten families, 20,000 training
-prompts; docs/world.md), and ``"gps_env/SimulatedPromptSelection-v0"``, a calibrated item-response model with
+``"gps_env/ReasoningGym-v1"`` (the same env in the Reasoning Gym world: ten families, 20,000 training
+prompts, half of them at the easy level; docs/world.md; ``-v0`` draws the three levels equally), and ``"gps_env/SimulatedPromptSelection-v0"``, a calibrated item-response model with
 the same contract for selector research at paper scale (docs/simulated.md).
 
 The names below load on first use (PEP 562), so ``import gps_env.simulated``, the contract, the selectors and
@@ -23,6 +23,8 @@ __version__ = "0.1.0"
 register(id="gps_env/PromptSelection-v0", entry_point="gps_env.env:PromptSelectionEnv")
 register(id="gps_env/ReasoningGym-v0", entry_point="gps_env.env:PromptSelectionEnv",
          kwargs={"task_mix": "reasoning_gym", "pool_size": 20000, "heldout_size": 500})
+register(id="gps_env/ReasoningGym-v1", entry_point="gps_env.env:PromptSelectionEnv",
+         kwargs={"task_mix": "reasoning_gym_v1", "pool_size": 20000, "heldout_size": 500})
 register(id="gps_env/SimulatedPromptSelection-v0", entry_point="gps_env.simulated:SimulatedPromptSelectionEnv")
 
 #: public name -> module that defines it

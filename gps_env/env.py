@@ -27,7 +27,7 @@ __all__ = ["MAX_WEIGHT", "PromptBatch", "PromptSelectionEnv"]
 
 EngineFactory = Callable[[Any, Any], RolloutEngine]
 #: Default sampling length per task mix (the Reasoning Gym world's longest reference answer is 21 tokens).
-_MAX_NEW_TOKENS = {"reasoning_gym": 24}
+_MAX_NEW_TOKENS = {"reasoning_gym": 24, "reasoning_gym_v1": 24}
 
 
 def _digest(lines: Any) -> str:

@@ -36,7 +36,7 @@ from transformers import (
 )
 
 from gps_env.tasks import TaskMix, default_mix
-from gps_env.tasks.reasoning_gym import reasoning_gym_mix
+from gps_env.tasks.reasoning_gym import reasoning_gym_mix, reasoning_gym_v1_mix
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
 CHARACTERS = list("0123456789+-*=,:>() ")
@@ -130,15 +130,20 @@ REASONING_GYM_POLICY = PolicyConfig(mix="reasoning_gym", tokenizer="bpe", interm
                                     mixed_target=0.4)
 
 
+#: Task mixes of the Reasoning Gym world's versions; all share :data:`REASONING_GYM_POLICY`, trained on v0's mix.
+REASONING_GYM_MIXES = ("reasoning_gym", "reasoning_gym_v1")
+
+
 def default_policy(mix: str) -> PolicyConfig:
-    """The warm-start recipe of a task mix's world."""
-    return REASONING_GYM_POLICY if mix == "reasoning_gym" else PolicyConfig(mix=mix)
+    """The warm-start recipe of a task mix's world (both Reasoning Gym versions start from the same shipped
+    policy: v1 only redraws the pool's levels)."""
+    return REASONING_GYM_POLICY if mix in REASONING_GYM_MIXES else PolicyConfig(mix=mix)
 
 
 class _Mixes(Mapping[str, TaskMix]):
     """Task mixes by name, each built fresh on access (its verifiers count their own timeouts)."""
 
-    _factories = {"default": default_mix, "reasoning_gym": reasoning_gym_mix}
+    _factories = {"default": default_mix, "reasoning_gym": reasoning_gym_mix, "reasoning_gym_v1": reasoning_gym_v1_mix}
 
     def __getitem__(self, name: str) -> TaskMix:
         return self._factories[name]()
@@ -151,8 +156,9 @@ class _Mixes(Mapping[str, TaskMix]):
 
 
 def mixes() -> Mapping[str, TaskMix]:
-    """Task mixes a warm start can be trained on, by name: ``"default"`` (the arithmetic world) and
-    ``"reasoning_gym"`` (:func:`gps_env.tasks.reasoning_gym.reasoning_gym_mix`)."""
+    """Task mixes a warm start can be trained on, by name: ``"default"`` (the arithmetic world),
+    ``"reasoning_gym"`` (:func:`gps_env.tasks.reasoning_gym.reasoning_gym_mix`, the Reasoning Gym world v0) and
+    ``"reasoning_gym_v1"`` (:func:`gps_env.tasks.reasoning_gym.reasoning_gym_v1_mix`, v1: more easy levels)."""
     return _Mixes()
 
 

@@ -301,7 +301,7 @@ def test_full_preset(tmp_path, capsys):
     assert config.seeds == (0, 1, 2) and config.steps == 300 and config.budget == 300 * 32 * 8
     small = cli.config_from_args(parser.parse_args(["bench", "--out", "x"]), parser)
     assert small.selectors == bench.MAIN_SELECTORS and small.steps == bench.SMALL["steps"]
-    assert small.task_mix == "reasoning_gym" and small.pool_size == 20000  # the default world
+    assert small.task_mix == "reasoning_gym_v1" and small.pool_size == 20000  # the default world
     assert config.eval_every_rollouts == 12800 and small.eval_every_rollouts == 6400  # budget/6 and budget/4
     stepped = cli.config_from_args(parser.parse_args(["bench", "--out", "x", "--steps", "100"]), parser)
     assert stepped.eval_every_rollouts == 4352  # given steps: budget/6, as directories made before "evals"

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 pytest.importorskip("reasoning_gym")
 
-from gps_env.tasks.reasoning_gym import FAMILIES, ReasoningGymTask, available_families, reasoning_gym_mix  # noqa: E402
+from gps_env.tasks.reasoning_gym import (  # noqa: E402
+    FAMILIES,
+    V1_LEVEL_WEIGHTS,
+    ReasoningGymTask,
+    available_families,
+    reasoning_gym_mix,
+    reasoning_gym_v1_mix,
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +75,27 @@ def test_same_seed_same_pool_and_cells_do_not_share_numbers(mix):
 def test_heldout_disjoint_from_pool(mix):
     pool, held = mix.split(500, 200, seed=0)
     assert not {p.uid for p in pool} & {p.uid for p in held}
+
+
+def test_v1_draws_levels_by_its_weights_and_v0_equally():
+    rng = np.random.default_rng(0)
+    for mix, weights in ((reasoning_gym_v1_mix(), V1_LEVEL_WEIGHTS), (reasoning_gym_mix(), (1 / 3,) * 3)):
+        assert {t.name for t in mix.tasks} == set(FAMILIES)
+        levels = np.array([mix.sample(rng).meta["level"] for _ in range(3000)])
+        shares = np.bincount(levels, minlength=3) / levels.size
+        assert np.allclose(shares, weights, atol=0.04), shares
+
+
+def test_the_gymnasium_ids_name_their_mix_and_share_the_shipped_warm_start():
+    import gymnasium as gym
+
+    import gps_env  # noqa: F401  (registers the ids)
+    from gps_env.policy import REASONING_GYM_POLICY, default_policy, mixes
+
+    for version, mix in (("v0", "reasoning_gym"), ("v1", "reasoning_gym_v1")):
+        spec = gym.spec(f"gps_env/ReasoningGym-{version}")
+        assert spec.kwargs == {"task_mix": mix, "pool_size": 20000, "heldout_size": 500}
+        assert mix in mixes() and default_policy(mix) == REASONING_GYM_POLICY
 
 
 def test_levels_order_difficulty_in_the_text():

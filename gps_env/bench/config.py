@@ -19,9 +19,11 @@ FULL = {"seeds": "0,1,2", "steps": 300, "evals": 6}
 SMALL = {"seeds": "0", "steps": 100, "evals": 4}
 #: ``--world``: the task mix and pool sizes of each world (flags given explicitly override them). The Reasoning
 #: Gym world holds out 500 prompts (50 per family): an evaluation samples 4,000 rollouts, about 7 s on 2 cores.
+#: ``reasoning-gym`` is its current version (v1); ``reasoning-gym-v0`` the first, kept for the runs made in it.
 WORLDS = {
     "arithmetic": {"task_mix": "default", "pool_size": 1000, "heldout_size": 400},
-    "reasoning-gym": {"task_mix": "reasoning_gym", "pool_size": 20000, "heldout_size": 500},
+    "reasoning-gym": {"task_mix": "reasoning_gym_v1", "pool_size": 20000, "heldout_size": 500},
+    "reasoning-gym-v0": {"task_mix": "reasoning_gym", "pool_size": 20000, "heldout_size": 500},
 }
 DEFAULT_WORLD = "reasoning-gym"
 #: The engine of benchmark directories written before ``config["engine"]`` existed.
