@@ -1,6 +1,7 @@
 """How much can pass-rate-aware selection gain in a world? Measure it before comparing selectors.
 
     python benchmarks/headroom.py --world reasoning-gym --seeds 0 1 2 --steps 100 --out docs/results/headroom_rg.json
+    python benchmarks/headroom.py --combine a.json b.json --out both.json   # seeds run in two processes
 
 1. **Pool composition at the start of RL**: per-prompt success over k = 8 samples on ``--composition``
    prompts drawn uniformly from the pool: the share never solved, always solved and mixed (the last is
@@ -105,52 +106,93 @@ def main() -> None:
     parser.add_argument("--policy", type=Path, default=None, help="a policy directory (default: the world's)")
     parser.add_argument("--no-bound", action="store_true")
     parser.add_argument("--bound-rounds", type=int, default=8, help="probe rounds of B prompts per bound step")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="run nothing: report the runs of these --out files together (seeds split across "
+                             "processes); the composition is the first file's")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    world = dict(WORLDS[args.world])
-    if args.heldout_size:
-        world["heldout_size"] = args.heldout_size
-    overrides = {"lr": args.lr, "epochs": args.epochs}
-    grpo = GRPOConfig(**{name: value for name, value in overrides.items() if value is not None})
-    env = PromptSelectionEnv(batch_size=args.batch_size, max_steps=args.steps, eval_every=args.eval_every,
-                             eval_rollouts=args.eval_rollouts, grpo=grpo, engine=args.engine, policy=args.policy,
-                             **world)
-    env.reset(seed=0)
-    ids = np.random.default_rng(5).choice(env.pool_size, size=min(args.composition, env.pool_size), replace=False)
-    comp = composition(env, ids, pass_rates(env, ids, 8, torch.Generator().manual_seed(1)))
-    print(f"pool composition at the start of RL ({len(ids)} pool prompts, k = 8):")
+    if args.combine:
+        saved = [json.loads(path.read_text()) for path in args.combine]
+        comp, runs = saved[0]["composition"], [r for data in saved for r in data["runs"]]
+        seeds = sorted({r["seed"] for r in runs})
+        if len(runs) != len({(r["selector"], r["seed"]) for r in runs}):
+            parser.error("--combine: the files share a (selector, seed) run")
+        settings = ("world", "steps", "batch_size", "eval_every", "heldout_size", "eval_rollouts", "lr", "epochs",
+                    "engine", "policy", "no_bound", "bound_rounds")
+        for path, data in zip(args.combine[1:], saved[1:]):
+            differ = [key for key in settings if data["args"].get(key) != saved[0]["args"].get(key)]
+            if differ:
+                parser.error(f"--combine: {path} was run with other settings ({', '.join(differ)})")
+        given = {key: saved[0]["args"].get(key, "None") for key in ("lr", "epochs")}
+        default = GRPOConfig()
+        grpo_lr = default.lr if given["lr"] == "None" else float(given["lr"])
+        grpo_epochs = default.epochs if given["epochs"] == "None" else int(given["epochs"])
+        args.batch_size = int(saved[0]["args"]["batch_size"])
+        print_composition(comp)
+    else:
+        world = dict(WORLDS[args.world])
+        if args.heldout_size:
+            world["heldout_size"] = args.heldout_size
+        overrides = {"lr": args.lr, "epochs": args.epochs}
+        grpo = GRPOConfig(**{name: value for name, value in overrides.items() if value is not None})
+        grpo_lr, grpo_epochs, seeds = grpo.lr, grpo.epochs, args.seeds
+        env = PromptSelectionEnv(batch_size=args.batch_size, max_steps=args.steps, eval_every=args.eval_every,
+                                 eval_rollouts=args.eval_rollouts, grpo=grpo, engine=args.engine, policy=args.policy,
+                                 **world)
+        env.reset(seed=0)
+        ids = np.random.default_rng(5).choice(env.pool_size, size=min(args.composition, env.pool_size), replace=False)
+        comp = composition(env, ids, pass_rates(env, ids, 8, torch.Generator().manual_seed(1)))
+        print_composition(comp)
+        runs = []
+        for seed in args.seeds:
+            runs.append(run(env, Uniform(env, seed=seed), seed, "uniform"))
+            if not args.no_bound:
+                bound = DynamicSampling(env, seed=seed, max_rounds=args.bound_rounds)
+                runs.append(run(env, bound, seed, "free-probe DS (bound)", free_probes=True))
+    summary = report(runs, seeds, args.batch_size, grpo_lr, grpo_epochs)
+    if args.out:
+        recorded = {k: str(v) for k, v in vars(args).items()}
+        if args.combine:  # the runs' own settings, not this invocation's defaults
+            recorded = {**saved[0]["args"], "seeds": str(seeds), "combine": [str(path) for path in args.combine],
+                        "out": str(args.out)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"args": recorded, "composition": comp, "summary": summary, "runs": runs},
+                                       indent=1))
+
+
+def print_composition(comp: dict) -> None:
+    n = comp["all"]["n"]
+    print(f"pool composition at the start of RL ({n} pool prompts, k = 8):")
     print(f"{'group':>30} {'n':>5} {'mean':>6} {'at 0':>6} {'at 1':>6} {'mixed':>6}")
     for key, row in comp.items():
         print(f"{key:>30} {row['n']:>5} {row['mean']:>6.3f} {row['zero']:>6.3f} {row['one']:>6.3f} "
               f"{row['mixed']:>6.3f}")
 
-    runs = []
-    for seed in args.seeds:
-        runs.append(run(env, Uniform(env, seed=seed), seed, "uniform"))
-        if not args.no_bound:
-            bound = DynamicSampling(env, seed=seed, max_rounds=args.bound_rounds)
-            runs.append(run(env, bound, seed, "free-probe DS (bound)", free_probes=True))
+
+def report(runs: list[dict], seeds: list[int], batch_size: int, lr: float, epochs: int) -> dict:
+    """Print the seed-mean curves, gains, ESRs and (with two labels) the bound's rollout share; return them."""
     labels = list(dict.fromkeys(r["selector"] for r in runs))
-    print(f"\nheld-out sampled accuracy, B={args.batch_size}, k=8, lr={grpo.lr}, epochs={grpo.epochs}, "
-          f"seeds {args.seeds}")
+    print(f"\nheld-out sampled accuracy, B={batch_size}, k=8, lr={lr}, epochs={epochs}, seeds {seeds}")
     print(f"{'step':>6} {'rollouts':>9} " + " ".join(f"{lab:>22}" for lab in labels))
     for i, point in enumerate(runs[0]["curve"]):
         cells = [f"{np.mean([r['curve'][i][2] for r in runs if r['selector'] == lab]):.3f}".rjust(22)
                  for lab in labels]
         print(f"{point[0]:>6} {point[1]:>9} " + " ".join(cells))
-    summary: dict = {}
+    summary: dict = {"lr": lr, "epochs": epochs}
     for lab in labels:
         mine = [r for r in runs if r["selector"] == lab]
-        gain = mean_ci([r["curve"][-1][2] - r["curve"][0][2] for r in mine])
+        gains = [r["curve"][-1][2] - r["curve"][0][2] for r in mine]
+        gain = mean_ci(gains)
         early = np.mean([np.mean(r["esr"][:10]) for r in mine])
-        summary[lab] = {"gain": gain, "esr": float(np.mean([np.mean(r["esr"]) for r in mine])), "esr_first10": early,
-                        "seconds": float(np.mean([r["seconds"] for r in mine]))}
-        print(f"{lab}: held-out gain {gain[0]:+.3f} ± {gain[1]:.3f} (95% CI); mean ESR {summary[lab]['esr']:.2f} "
+        summary[lab] = {"gain": gain, "gain_per_seed": gains, "esr": float(np.mean([np.mean(r["esr"]) for r in mine])),
+                        "esr_first10": early, "seconds": float(np.mean([r["seconds"] for r in mine]))}
+        print(f"{lab}: held-out gain {gain[0]:+.3f} ± {gain[1]:.3f} (95% CI; per seed "
+              f"{', '.join(f'{g:+.3f}' for g in gains)}); mean ESR {summary[lab]['esr']:.2f} "
               f"(first 10 steps {early:.2f}); {summary[lab]['seconds']:.0f} s per run")
     if len(labels) == 2:
         ratios = []
-        for seed in args.seeds:
+        for seed in seeds:
             base = next(r for r in runs if r["selector"] == labels[0] and r["seed"] == seed)
             other = next(r for r in runs if r["selector"] == labels[1] and r["seed"] == seed)
             ratios.append(rollouts_to_reach(other["curve"], base["curve"][-1][2]) / base["curve"][-1][1])
@@ -158,10 +200,7 @@ def main() -> None:
         summary["rollout_ratio"] = {"per_seed": ratios, "mean": mean, "ci95": half}
         print(f"rollouts the bound needs to reach uniform's final accuracy, as a share of uniform's: "
               f"{', '.join(f'{x:.2f}' for x in ratios)} per seed; mean {mean:.2f} ± {half:.2f} (95% CI)")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "composition": comp,
-                                        "summary": summary, "runs": runs}, indent=1))
+    return summary
 
 
 if __name__ == "__main__":
