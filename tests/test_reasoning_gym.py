@@ -170,3 +170,18 @@ def test_random_text_scores_zero_or_one_quickly(problems, mix, text, index):
     assert time.perf_counter() - start < 0.6
     if reward == 1.0:  # only a form of the reference answer can score
         assert any(ch.isdigit() for ch in text)
+
+
+@pytest.mark.parametrize("version", ["v0", "v1"])
+def test_check_env_passes_on_both_versions(version):
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    import gps_env  # noqa: F401  (registers the ids)
+
+    env = gym.make(f"gps_env/ReasoningGym-{version}", pool_size=64, heldout_size=20, batch_size=8,
+                   rollouts_per_prompt=2, engine="transformers", progress=False)
+    try:
+        check_env(env.unwrapped)
+    finally:
+        env.close()
