@@ -5,8 +5,9 @@
     env = gymnasium.make("gps_env/PromptSelection-v0", batch_size=32, rollouts_per_prompt=8)
 
 ``"gps_env/ReasoningGym-v1"`` (the same env in the Reasoning Gym world: ten families, 20,000 training
-prompts, half of them at the easy level; docs/world.md; ``-v0`` draws the three levels equally), and ``"gps_env/SimulatedPromptSelection-v0"``, a calibrated item-response model with
-the same contract for selector research at paper scale (docs/simulated.md).
+prompts, half of them at the easy level; docs/world.md; ``-v0`` draws the three levels equally), and
+``"gps_env/SimulatedPromptSelection-v0"``, a calibrated item-response model with the same contract for
+selector research at paper scale (docs/simulated.md).
 
 The names below load on first use (PEP 562), so ``import gps_env.simulated``, the contract, the selectors and
 the model-free agents do not import torch.
