@@ -106,7 +106,7 @@ def run_one(env: Any, selector: str, seed: int, budget: int, every: int, path: P
     ``start_evals`` (seed -> held-out result), shared by the runs of one ``env``, holds each seed's evaluation at
     step 0: it depends only on the warm start, the held-out set and the episode's evaluation seed, never on the
     selector, so later runs of that seed reuse it (``"shared": true`` in their eval line, and no eval rollouts
-    charged to their ledger for it) instead of sampling the same 4,000 rollouts again.
+    charged to their ledger for it) instead of sampling the same held-out rollouts again.
     """
     from tqdm.auto import tqdm
 
