@@ -20,14 +20,14 @@ from gps_env.actions import MAX_WEIGHT, PromptBatch
 from gps_env.contract import Evaluation, PromptSelectionContract, Sampled, Update, check_settings
 from gps_env.engines import ENGINE_NAMES, RolloutEngine, Rollouts, SamplingParams, build_engine
 from gps_env.grpo import GRPOConfig, GRPOTrainer
-from gps_env.policy import PolicyConfig, default_policy, load_policy, mixes, warm_start
+from gps_env.policy import REASONING_GYM_MIXES, PolicyConfig, default_policy, load_policy, mixes, warm_start
 from gps_env.pool import PromptPool
 
 __all__ = ["MAX_WEIGHT", "PromptBatch", "PromptSelectionEnv"]
 
 EngineFactory = Callable[[Any, Any], RolloutEngine]
 #: Default sampling length per task mix (the Reasoning Gym world's longest reference answer is 21 tokens).
-_MAX_NEW_TOKENS = {"reasoning_gym": 24, "reasoning_gym_v1": 24}
+_MAX_NEW_TOKENS = dict.fromkeys(REASONING_GYM_MIXES, 24)
 
 
 def _digest(lines: Any) -> str:

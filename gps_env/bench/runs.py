@@ -127,7 +127,7 @@ def run_one(env: Any, selector: str, seed: int, budget: int, every: int, path: P
             shared = step == 0 and start_evals is not None and seed in start_evals
             result = start_evals[seed] if shared else env.evaluate()
             if step == 0 and start_evals is not None:
-                start_evals[seed] = result
+                start_evals.setdefault(seed, result)
             sec = ledger.seconds
             selector_seconds = sum(sum(sec[p].values()) for p in ("train", "probe"))
             for c in checkpoint_list:
