@@ -131,6 +131,50 @@ def test_warmup_steps_are_uniform_and_the_model_still_learns():
     assert any(not np.array_equal(first[k].numpy(), v.numpy()) for k, v in agent.model.state_dict().items())
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), cooldown=st.integers(1, N // B - 1),
+       config=st.sampled_from([{}, {"candidates": None}, {"candidates": 16}, {"diversity": "min"}, {"warmup": 2}]))
+def test_cooldown_keeps_a_prompt_out_for_that_many_steps(seed, cooldown, config):
+    steps = 8
+    env = world(max_steps=steps)
+    agent = GPS(env, seed=seed, ppm=SMALL, cooldown=cooldown, **config)
+    batches = run(env, agent, steps, seed=seed)
+    for t, batch in enumerate(batches):
+        assert_valid(batch)
+        recent = set(np.concatenate(batches[max(0, t - cooldown):t]).tolist()) if t else set()
+        assert recent.isdisjoint(batch.tolist()), f"step {t} repeats a prompt picked in the last {cooldown} steps"
+    for t in range(steps):
+        assert (agent.last_pick[batches[t]] >= t).all()
+    assert (agent.last_pick == -1).sum() == N - np.unique(np.concatenate(batches)).size
+
+
+def test_cooldown_zero_is_the_default_bit_for_bit_and_bad_cooldowns_are_refused():
+    env = world(max_steps=4)
+    assert all(np.array_equal(a, b) for a, b in zip(run(env, GPS(env, seed=2, ppm=SMALL), 4),
+                                                    run(env, GPS(env, seed=2, ppm=SMALL, cooldown=0), 4)))
+    for bad in (-1, 1.5, N // B, float("nan"), True):
+        with pytest.raises(ValueError, match="cooldown"):
+            GPS(env, cooldown=bad)
+
+
+def test_cooldown_state_round_trip_and_a_bad_last_pick_is_refused():
+    env = world(max_steps=6)
+    a = GPSMemory(env, seed=1, ppm=SMALL, cooldown=3)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        obs, *_ = env.step(a.act(obs))
+    b = GPSMemory(env, seed=7, ppm=SMALL, cooldown=3)
+    b.load_state_dict(a.state_dict())
+    assert np.array_equal(b.last_pick, a.last_pick)
+    assert np.array_equal(prompts_of(a.act(obs)), prompts_of(b.act(obs)))
+    for bad in (np.full(N, 99, np.int64), np.full(N - 1, -1, np.int64), np.full(N, -2, np.int64),
+                np.full(N, 0.5)):
+        state = a.state_dict()
+        state["last_pick"] = bad
+        with pytest.raises(ValueError, match="last_pick"):
+            b.load_state_dict(state)
+
+
 # ------------------------------------------------------------------------------------------------ GPS-M
 def obs_of(batch, rewards, step):
     return {"last_batch": np.asarray(batch, np.int64), "last_rewards": np.asarray(rewards, np.float32),

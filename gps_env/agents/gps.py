@@ -50,7 +50,8 @@ class GPS(SelectorAgent):
         each step t:
             observe the last batch B_{t-1} and its success s_{t-1}
                 ELBO ascent on the PPM: `updates` Adam steps over the newest `replay` (H, batch) pairs
-            C   = 4B prompts drawn at random                     # `candidates` (None: the whole pool)
+            C   = 4B prompts drawn at random                     # `candidates` (None: the whole pool), none
+                                                                 # picked in the last `cooldown` steps (ours)
             γ̂_C = PPM.predict(E[C] | H = (E[B_{t-1}], s_{t-1}))  # mean over M prior draws (`draws`)
             B_t = greedy argmax_{S ⊆ C}  mean_S u(γ̂) + λ·[dispersion(S) + distance(S, B_{t-1})]
                   with u(γ̂) = −(γ̂ − target)²                    # gps_env.selectors.greedy_diverse
@@ -94,10 +95,15 @@ class GPS(SelectorAgent):
         calibration_window: batches the map is fitted on (default 16).
         acquisition: ``"target"`` (default, the paper's u) or ``"mixed"``: 1 − γ̂^k − (1 − γ̂)^k − 1, the chance
             the prompt's group is mixed (ours).
+        cooldown: a prompt picked in any of the last ``cooldown`` steps is not a candidate (ours: coverage; default 0,
+            off). The greedy prefers the same embedding outliers whenever they are candidates, and the policy
+            memorises what it is trained on again and again; at most ``cooldown``·B prompts are held out, so
+            ``cooldown``·B must leave at least B prompts of the pool.
 
     State: ``rng``, ``learnt_step``, the PPM's ``model`` and Adam ``optimizer`` state dicts, the latent draws'
     torch ``generator`` state, the ``history`` of (batch (B,) ids, success (B,)) pairs the PPM trains on,
-    ``steps_seen`` (batches ever observed), ``calibration_data`` ((prediction, success) pairs) and ``pending``
+    ``steps_seen`` (batches ever observed), ``last_pick`` ((N,) the ``steps_seen`` at which each prompt was last
+    picked, −1: never), ``calibration_data`` ((prediction, success) pairs) and ``pending``
     (the raw γ̂ of the batch awaiting its outcome, (B,), or empty).
 
     The utility is scaled to [−1, 0] (divided by max(γ*, 1 − γ*)²; ours) so that λ weighs a unit-range
@@ -106,7 +112,7 @@ class GPS(SelectorAgent):
 
     observation_keys = ("last_batch", "last_rewards")
     state_keys = (*SelectorAgent.state_keys, "model", "optimizer", "generator", "history", "steps_seen",
-                  "calibration_data", "pending")
+                  "last_pick", "calibration_data", "pending")
 
     def __init__(
         self,
@@ -125,6 +131,7 @@ class GPS(SelectorAgent):
         calibration: str = "none",
         calibration_window: int = 16,
         acquisition: str = "target",
+        cooldown: int = 0,
     ) -> None:
         super().__init__(env, seed)
         if candidates is not None:
@@ -143,6 +150,8 @@ class GPS(SelectorAgent):
         if diversity == "min" and distance != "cosine":
             raise ValueError("diversity='min' uses the cosine distance; distance must be 'cosine'")
         self.warmup = check_integer("warmup", warmup, 0)
+        most = (self.pool_size - self.batch_size) // self.batch_size
+        self.cooldown = check_integer("cooldown", cooldown, 0, most)
         self.diversity = diversity
         if ppm is not None and not isinstance(ppm, PPMConfig | Mapping):
             raise ValueError(f"ppm must be a PPMConfig, a mapping of its fields or None, got {type(ppm).__name__}")
@@ -178,6 +187,7 @@ class GPS(SelectorAgent):
         self.generator = torch.Generator().manual_seed(self.seed)
         self.history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.ppm_config.replay + 1)
         self.steps_seen = 0  # batches ever observed (the deque forgets, this does not)
+        self.last_pick = np.full(self.pool_size, -1, dtype=np.int64)  # steps_seen when last picked (-1: never)
         # (raw γ̂ of a batch when it was picked, its observed success): what the calibration map is fitted on
         self.calibration_data: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.calibration_window)
         self.pending = np.empty(0)  # raw γ̂ of the batch just sent, until its outcome arrives (empty: none)
@@ -275,6 +285,7 @@ class GPS(SelectorAgent):
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.steps_seen < self.warmup:  # (PDTS) the first steps are uniform; the PPM still learns from them
             batch = np.sort(self.rng.choice(self.pool_size, self.batch_size, replace=False)).astype(np.int64)
+            self.last_pick[batch] = self.steps_seen
             raw = self._gamma(batch)
             self.pending = np.clip(raw[batch], 0.0, 1.0)
             self.last_terms = {}
@@ -282,8 +293,12 @@ class GPS(SelectorAgent):
             return {"prompts": batch, "predictions": np.clip(self.calibrate(raw)[batch], 0.0, 1.0)}
         previous = self.history[-1][0] if (self.inter_step and self.history) else None
         pool = None
+        if self.cooldown:  # (ours) the prompts picked in the last `cooldown` steps sit out
+            pool = np.flatnonzero((self.last_pick < 0) | (self.steps_seen - self.last_pick > self.cooldown))
         if self.candidates is not None:  # only the candidates are scored: N/|C| cheaper
-            pool = draw_candidates(self.rng, self.pool_size, self.batch_size, self.candidates, name="candidates")
+            size = self.pool_size if pool is None else pool.size
+            drawn = draw_candidates(self.rng, size, self.batch_size, self.candidates, name="candidates")
+            pool = drawn if pool is None else pool[drawn]
         raw = self._gamma(pool)
         gamma = self.calibrate(raw)
         # (ours) utility scaled to [-1, 0], so λ weighs a unit-range utility against O(1) distances
@@ -301,6 +316,7 @@ class GPS(SelectorAgent):
                 batch, terms = greedy_diverse(scaled, self.embeddings, self.batch_size, self.lam,
                                               previous=previous, candidates=pool, distance=self.distance,
                                               screen=self._screen)
+        self.last_pick[batch] = self.steps_seen
         self.pending = np.clip(raw[batch], 0.0, 1.0)
         self.last_terms = terms
         self.log.append({"step": int(obs["step"][0]), **terms, **self.last_elbo, **self.last_calibration})
@@ -314,6 +330,7 @@ class GPS(SelectorAgent):
             "generator": self.generator.get_state(),
             "history": [(b.copy(), s.copy()) for b, s in self.history],
             "steps_seen": self.steps_seen,
+            "last_pick": self.last_pick.copy(),
             "calibration_data": [(p.copy(), s.copy()) for p, s in self.calibration_data],
             "pending": self.pending.copy(),
         }
@@ -344,6 +361,7 @@ class GPS(SelectorAgent):
         if len(history) != min(steps_seen, maxlen):
             raise ValueError(f"state 'history' holds {len(history)} batches, but 'steps_seen' = {steps_seen} with "
                              f"replay {self.ppm_config.replay} means {min(steps_seen, maxlen)}")
+        check_array("last_pick", state["last_pick"], (self.pool_size,), "iu", low=-1, high=steps_seen)
         data = state["calibration_data"]
         if not isinstance(data, list | tuple | deque) or len(data) > self.calibration_window:
             raise ValueError(f"state 'calibration_data' must be a list of at most {self.calibration_window} "
@@ -368,6 +386,7 @@ class GPS(SelectorAgent):
         self.history = deque(((np.asarray(b, dtype=np.int64).copy(), np.asarray(s, dtype=np.float64).copy())
                               for b, s in state["history"]), maxlen=self.ppm_config.replay + 1)
         self.steps_seen = int(state["steps_seen"])
+        self.last_pick = np.asarray(state["last_pick"], dtype=np.int64).copy()
         self.calibration_data = deque(((np.asarray(p, dtype=np.float64).copy(), np.asarray(s, dtype=np.float64).copy())
                                        for p, s in state["calibration_data"]), maxlen=self.calibration_window)
         self.pending = np.asarray(state["pending"], dtype=np.float64).copy()
