@@ -410,6 +410,8 @@ def test_registry_builds_every_selector():
     assert isinstance(agents["gps-m"], GPSMemory) and agents["gps-m"].candidates == 4
     assert agents["gps-lam0"].lam == 0.0 and agents["gps-nointer"].inter_step is False
     assert agents["gps-nolatent"].ppm_config.latent_mode == "none"
+    assert (agents["gps-cool"].cooldown, agents["gps-m-cool"].cooldown, agents["gps"].cooldown) == (10, 10, 0)
+    assert isinstance(agents["gps-m-cool"], GPSMemory) and agents["gps-m-c16"].candidates == 16
     assert agents["gps"].ppm_config.latent_mode != "none"
     assert registry.MAIN_SELECTORS == ("uniform", "ds", "mopps", "pairing", "gps")
     probing = {"ds", "pairing", "pairing-fixed", "greso-probe", "speed-rl", "learnability"}

@@ -79,6 +79,7 @@ class SelectorEntry:
 
 
 _GPS = "gps_env.agents.gps:GPS"
+_GPS_M = "gps_env.agents.gps_memory:GPSMemory"
 _PAIRING = "gps_env.agents.pairing:Pairing"
 
 #: Selector factories ``(env, seed) -> agent``, by name: the five selectors, then variants (GPS's readings
@@ -94,7 +95,7 @@ SELECTORS: dict[str, SelectorEntry] = {
                              "pairing: probed hard/easy prompt pairs, re-selected every 25 steps", probes=True),
     "gps": SelectorEntry(_GPS, {}, "GPS: the predictive prompt model and greedy max-sum diversity over 4B "
                                    "random candidates"),
-    "gps-m": SelectorEntry("gps_env.agents.gps_memory:GPSMemory", {},
+    "gps-m": SelectorEntry(_GPS_M, {},
                            "GPS-M (ours): GPS whose predictions are corrected by each prompt's own outcomes"),
     # GPS's other readings (docs/gps.md), each one change from the default
     "gps-pool": SelectorEntry(_GPS, {"candidates": None}, "GPS reading: the greedy over the whole pool"),
@@ -108,6 +109,11 @@ SELECTORS: dict[str, SelectorEntry] = {
     "gps-nolatent": SelectorEntry(_GPS, {"ppm": {"latent_mode": "none"}},
                                   "GPS ablation: the prompt model without its latent state"),
     "gps-nointer": SelectorEntry(_GPS, {"inter_step": False}, "GPS ablation: no distance to the previous batch"),
+    # (ours) coverage: a prompt picked in the last 10 steps is not a candidate (docs/gps.md, "Cooldown")
+    "gps-cool": SelectorEntry(_GPS, {"cooldown": 10}, "GPS with a 10-step cooldown (ours)"),
+    "gps-m-cool": SelectorEntry(_GPS_M, {"cooldown": 10}, "GPS-M with a 10-step cooldown (ours)"),
+    "gps-m-c16": SelectorEntry(_GPS_M, {"candidates": 16, "cooldown": 10},
+                               "GPS-M over 16B candidates with a 10-step cooldown (ours)"),
     # the ablations of the whole-pool reading (the default until December 2026), kept so their runs stay readable
     "gps-pool-lam0": SelectorEntry(_GPS, {"candidates": None, "lam": 0.0}, "GPS over the whole pool, lam=0"),
     "gps-pool-nolatent": SelectorEntry(_GPS, {"candidates": None, "ppm": {"latent_mode": "none"}},
