@@ -40,6 +40,9 @@ AGENTS: dict[str, Callable[[SimulatedPromptSelectionEnv, int], SelectorAgent]] =
     "gps-pdts": lambda env, seed: GPS(env, seed=seed, diversity="min", draws="thompson", candidates=64, warmup=10),
     "gps-m": lambda env, seed: GPSMemory(env, seed=seed),
     "gps-m, whole pool": lambda env, seed: GPSMemory(env, seed=seed, candidates=None),
+    "gps-pool, cooldown 10": lambda env, seed: GPS(env, seed=seed, candidates=None, cooldown=10),
+    "gps, cooldown 10": lambda env, seed: GPS(env, seed=seed, cooldown=10),
+    "gps-m, cooldown 10": lambda env, seed: GPSMemory(env, seed=seed, cooldown=10),
 }
 
 
