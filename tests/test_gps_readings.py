@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _sim_agents import B, K, N, assert_valid, prompts_of, run, world
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gps_env.agents import GPS, GPSMemory
@@ -132,6 +132,7 @@ def test_warmup_steps_are_uniform_and_the_model_still_learns():
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(seed=5, cooldown=1, config={"warmup": 2})  # the warmup's uniform batch once ignored the cooldown
 @given(seed=st.integers(0, 2**32), cooldown=st.integers(1, N // B - 1),
        config=st.sampled_from([{}, {"candidates": None}, {"candidates": 16}, {"diversity": "min"}, {"warmup": 2}]))
 def test_cooldown_keeps_a_prompt_out_for_that_many_steps(seed, cooldown, config):

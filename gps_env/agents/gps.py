@@ -51,7 +51,8 @@ class GPS(SelectorAgent):
             observe the last batch B_{t-1} and its success s_{t-1}
                 ELBO ascent on the PPM: `updates` Adam steps over the newest `replay` (H, batch) pairs
             C   = 4B prompts drawn at random                     # `candidates` (None: the whole pool), none
-                                                                 # picked in the last `cooldown` steps (ours)
+                                                                 # picked in the last `cooldown` steps (ours;
+                                                                 # the warmup's uniform batches too)
             γ̂_C = PPM.predict(E[C] | H = (E[B_{t-1}], s_{t-1}))  # mean over M prior draws (`draws`)
             B_t = greedy argmax_{S ⊆ C}  mean_S u(γ̂) + λ·[dispersion(S) + distance(S, B_{t-1})]
                   with u(γ̂) = −(γ̂ − target)²                    # gps_env.selectors.greedy_diverse
@@ -283,8 +284,13 @@ class GPS(SelectorAgent):
         return apply(self._calibration_map[1], gamma)
 
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pool = None  # the prompts that may be picked (None: all of them)
+        if self.cooldown:  # (ours) the prompts picked in the last `cooldown` steps sit out
+            pool = np.flatnonzero((self.last_pick < 0) | (self.steps_seen - self.last_pick > self.cooldown))
+        size = self.pool_size if pool is None else pool.size
         if self.steps_seen < self.warmup:  # (PDTS) the first steps are uniform; the PPM still learns from them
-            batch = np.sort(self.rng.choice(self.pool_size, self.batch_size, replace=False)).astype(np.int64)
+            drawn = self.rng.choice(size, self.batch_size, replace=False)
+            batch = np.sort(drawn if pool is None else pool[drawn]).astype(np.int64)
             self.last_pick[batch] = self.steps_seen
             raw = self._gamma(batch)
             self.pending = np.clip(raw[batch], 0.0, 1.0)
@@ -292,11 +298,7 @@ class GPS(SelectorAgent):
             self.log.append({"step": int(obs["step"][0]), **self.last_elbo, **self.last_calibration})
             return {"prompts": batch, "predictions": np.clip(self.calibrate(raw)[batch], 0.0, 1.0)}
         previous = self.history[-1][0] if (self.inter_step and self.history) else None
-        pool = None
-        if self.cooldown:  # (ours) the prompts picked in the last `cooldown` steps sit out
-            pool = np.flatnonzero((self.last_pick < 0) | (self.steps_seen - self.last_pick > self.cooldown))
         if self.candidates is not None:  # only the candidates are scored: N/|C| cheaper
-            size = self.pool_size if pool is None else pool.size
             drawn = draw_candidates(self.rng, size, self.batch_size, self.candidates, name="candidates")
             pool = drawn if pool is None else pool[drawn]
         raw = self._gamma(pool)
