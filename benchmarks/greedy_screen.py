@@ -1,14 +1,15 @@
-"""GPS's greedy with and without the bfloat16 screen, on the inputs GPS really produces in the simulated world.
+"""GPS's greedy with and without its screens, on the inputs GPS really produces in the simulated world.
 
     python benchmarks/greedy_screen.py --batch-size 32 256 --steps 1000 --every 25
 
 Runs whole-pool GPS in the simulated world (N = 40,960, clustered embeddings) for ``--steps`` steps and keeps
 the greedy's inputs (scaled utilities, previous batch) every ``--every`` steps. Then, with numpy's BLAS on one
 thread as the agent runs it, times ``greedy_diverse`` on each kept input without a screen (one pass over the
-float32 pool per pick) and through ``BFloat16Screen``, checks that the batches and logged terms are
-identical, and counts the screen calls per batch, early (first half of the kept steps) and late, beside the
-spread (standard deviation) of the scaled utilities over the pool: where it is small, the batch is chosen
-for diversity alone.
+float32 pool per pick) and through each screen (``Float32Screen``, ``BFloat16Screen``: GPS takes whichever
+is faster on the machine, ``fastest_screen``), checks that the batches and logged terms are identical, and
+counts the screen calls per batch, early (first half of the kept steps) and late, beside the spread
+(standard deviation) of the scaled utilities over the pool: where it is small, the batch is chosen for
+diversity alone.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from gps_env.agents import gps as gps_module
 from gps_env.agents.gps import GPS
 from gps_env.selectors import greedy_diverse
-from gps_env.selectors.screen import BFloat16Screen
+from gps_env.selectors.screen import BFloat16Screen, Float32Screen
 from gps_env.simulated import SimulatedPromptSelectionEnv
 
 
@@ -54,37 +55,37 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--every", type=int, default=25)
     args = parser.parse_args()
-    print(f"{'B':>5} {'inputs':>6} {'unscreened ms':>13} {'screened ms':>11} {'speed-up':>8} "
+    print(f"{'B':>5} {'screen':>8} {'inputs':>6} {'unscreened ms':>13} {'screened ms':>11} {'speed-up':>8} "
           f"{'calls early':>11} {'calls late':>10} {'u std early':>11} {'u std late':>10} {'identical':>9}")
     for b in args.batch_size:
         e, kept = record_inputs(b, args.n, args.steps, args.every)
-        screen = BFloat16Screen(e)
-        calls: list[int] = []
-
-        def counting(vectors, screen=screen, calls=calls):
-            calls[-1] += 1
-            return screen(vectors)
-
-        counting.rel_error = screen.rel_error
-        plain_s = screened_s = 0.0
-        per_batch, identical = [], 0
+        spread = [float(np.std(u)) for u, *_ in kept]
+        half = len(kept) // 2
         with threadpool_limits(limits=1, user_api="blas"):
+            plain_s, plain = 0.0, []
             for u, previous, bb, lam in kept:
                 t0 = time.perf_counter()
-                plain = greedy_diverse(u, e, bb, lam, previous=previous)
-                t1 = time.perf_counter()
-                calls.append(0)
-                screened = greedy_diverse(u, e, bb, lam, previous=previous, screen=counting)
-                t2 = time.perf_counter()
-                plain_s, screened_s = plain_s + t1 - t0, screened_s + t2 - t1
-                per_batch.append(calls[-1])
-                identical += plain[0].tolist() == screened[0].tolist() and plain[1] == screened[1]
-        half = len(per_batch) // 2
-        spread = [float(np.std(u)) for u, *_ in kept]
-        print(f"{b:>5} {len(kept):>6} {plain_s / len(kept) * 1e3:>13.1f} {screened_s / len(kept) * 1e3:>11.1f} "
-              f"{plain_s / screened_s:>7.1f}x {np.mean(per_batch[:half]):>11.1f} {np.mean(per_batch[half:]):>10.1f} "
-              f"{np.mean(spread[:half]):>11.3f} {np.mean(spread[half:]):>10.3f} {identical:>5}/{len(kept)}")
+                plain.append(greedy_diverse(u, e, bb, lam, previous=previous))
+                plain_s += time.perf_counter() - t0
+            for name, screen in (("float32", Float32Screen(e)), ("bfloat16", BFloat16Screen(e))):
+                calls: list[int] = []
 
+                def counting(vectors, screen=screen, calls=calls):
+                    calls[-1] += 1
+                    return screen(vectors)
+
+                counting.rel_error = screen.rel_error
+                screened_s, identical = 0.0, 0
+                for (u, previous, bb, lam), (batch, terms) in zip(kept, plain, strict=True):
+                    calls.append(0)
+                    t0 = time.perf_counter()
+                    screened = greedy_diverse(u, e, bb, lam, previous=previous, screen=counting)
+                    screened_s += time.perf_counter() - t0
+                    identical += batch.tolist() == screened[0].tolist() and terms == screened[1]
+                print(f"{b:>5} {name:>8} {len(kept):>6} {plain_s / len(kept) * 1e3:>13.1f} "
+                      f"{screened_s / len(kept) * 1e3:>11.1f} {plain_s / screened_s:>7.1f}x "
+                      f"{np.mean(calls[:half]):>11.1f} {np.mean(calls[half:]):>10.1f} "
+                      f"{np.mean(spread[:half]):>11.3f} {np.mean(spread[half:]):>10.3f} {identical:>5}/{len(kept)}")
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,8 @@
-"""The screened greedy (``greedy_diverse(screen=BFloat16Screen(E))``) picks exactly the unscreened batches."""
+"""The screened greedy (``greedy_diverse(screen=...)``, float32 or bfloat16) picks exactly the unscreened batches."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -10,9 +12,10 @@ from hypothesis import strategies as st
 from gps_env.agents import GPS
 from gps_env.agents import gps as gps_module
 from gps_env.selectors import greedy_diverse, utility
-from gps_env.selectors.screen import BFloat16Screen
+from gps_env.selectors.screen import BFloat16Screen, Float32Screen, fastest_screen
 
 seeds = st.integers(0, 2**32 - 1)
+SCREENS = (Float32Screen, BFloat16Screen)
 
 
 def clustered_pool(seed: int, n: int, d: int, duplicates: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -28,23 +31,25 @@ def clustered_pool(seed: int, n: int, d: int, duplicates: bool) -> tuple[np.ndar
     return utility(gamma) / 0.25, (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
 
 
+@pytest.mark.parametrize("screen_class", SCREENS)
 @settings(max_examples=40, deadline=None)
 @given(seed=seeds, n=st.integers(40, 600), data=st.data())
-def test_screened_greedy_picks_the_unscreened_batch(seed, n, data):
+def test_screened_greedy_picks_the_unscreened_batch(screen_class, seed, n, data):
     d = data.draw(st.sampled_from([8, 32, 256]))
     u, e = clustered_pool(seed, n, d, duplicates=data.draw(st.booleans()))
     b = data.draw(st.integers(2, min(n, 64)))
     lam = data.draw(st.sampled_from([0.05, 0.5, 1.0, 4.0]))
     previous = np.arange(data.draw(st.integers(0, 8)))
     plain, plain_terms = greedy_diverse(u, e, b, lam, previous=previous)
-    screened, terms = greedy_diverse(u, e, b, lam, previous=previous, screen=BFloat16Screen(e))
+    screened, terms = greedy_diverse(u, e, b, lam, previous=previous, screen=screen_class(e))
     assert screened.tolist() == plain.tolist()
     assert terms == plain_terms
 
 
-def test_screened_greedy_at_scale_reads_the_pool_a_few_times_per_batch():
+@pytest.mark.parametrize("screen_class", SCREENS)
+def test_screened_greedy_at_scale_reads_the_pool_a_few_times_per_batch(screen_class):
     u, e = clustered_pool(0, 20000, 256, duplicates=False)
-    screen = BFloat16Screen(e)
+    screen = screen_class(e)
     calls = []
 
     def counting(vectors):
@@ -79,38 +84,68 @@ def test_the_error_bound_is_what_keeps_the_batch_exact():
     assert differs > 0
 
 
+@pytest.mark.parametrize("screen_class", SCREENS)
 @settings(max_examples=30, deadline=None)
-@given(seed=seeds, scale=st.floats(0.01, 100.0))
-def test_bf16_screen_error_is_within_its_bound(seed, scale):
+@given(seed=seeds, scale=st.floats(0.01, 100.0), d=st.sampled_from([3, 64, 1024]))
+def test_screen_error_is_within_its_bound(screen_class, seed, scale, d):
     rng = np.random.default_rng(seed)
-    e = rng.normal(size=(300, 64)).astype(np.float32)
+    e = rng.normal(size=(300, d)).astype(np.float32)
     e[:100] /= np.linalg.norm(e[:100], axis=1, keepdims=True)  # mixed row norms: the bound uses the largest
-    v = (scale * rng.normal(size=(5, 64))).astype(np.float32)
-    screen = BFloat16Screen(e)
+    e[100:110] = e[100:110] * (1 + np.arange(d) % 2 * 1e-3)  # near-cancelling products with the vectors below
+    v = (scale * rng.normal(size=(5, d))).astype(np.float32)
+    v[0] = scale * np.tile([1.0, -1.0], d)[:d]
+    screen = screen_class(e)
     columns = screen(v)
     exact = e.astype(np.float64) @ v.astype(np.float64).T
     for j in range(5):
         assert np.all(np.abs(columns[j] - exact[:, j]) <= screen.rel_error * np.linalg.norm(v[j].astype(np.float64)))
 
 
-def test_bf16_screen_rejects_bad_embeddings():
+@pytest.mark.parametrize("screen_class", SCREENS)
+def test_screen_rejects_bad_embeddings(screen_class):
     e = np.ones((4, 3), dtype=np.float32)
     for value in (np.nan, np.inf):
         bad = e.copy()
         bad[2, 1] = value
         with pytest.raises(ValueError, match="finite"):
-            BFloat16Screen(bad)
+            screen_class(bad)
     with pytest.raises(ValueError, match=r"\(N, d\)"):
-        BFloat16Screen(np.ones(3))
+        screen_class(np.ones(3))
+    with pytest.raises(ValueError, match="d <= 4096"):
+        screen_class(np.ones((2, 4097), dtype=np.float32))
 
 
-def test_gps_screens_large_pools_with_the_same_batches(make_env, monkeypatch):
+def test_float32_screen_reads_the_embeddings_without_a_copy():
+    e = np.ones((5, 4), dtype=np.float32)
+    Float32Screen(e)._e[0, 0] = 7.0
+    assert e[0, 0] == 7.0
+
+
+@pytest.mark.parametrize("slow", SCREENS)
+def test_fastest_screen_picks_the_one_that_is_faster_here(monkeypatch, slow):
+    """Slow one screen down (its calls sleep): the other is chosen, and it is a working screen."""
+    original = slow.__call__
+
+    def sleepy(self, vectors):
+        time.sleep(0.02)
+        return original(self, vectors)
+
+    monkeypatch.setattr(slow, "__call__", sleepy)
+    e = clustered_pool(0, 300, 16, duplicates=False)[1]
+    chosen = fastest_screen(e, vectors=4)
+    assert type(chosen) is next(s for s in SCREENS if s is not slow)
+    assert np.allclose(chosen(e[:2])[1], e @ e[1], atol=1e-2)
+
+
+@pytest.mark.parametrize("screen_class", SCREENS)
+def test_gps_screens_large_pools_with_the_same_batches(make_env, monkeypatch, screen_class):
     env = make_env(lenient=True, max_steps=4)
     monkeypatch.setattr(gps_module, "SCREEN_MIN_POOL", 1)
+    monkeypatch.setattr(gps_module, "fastest_screen", lambda e, vectors: screen_class(e))
     screened = GPS(env, seed=0, candidates=None)  # the screen serves the greedy over the whole pool
     monkeypatch.setattr(gps_module, "SCREEN_MIN_POOL", 10**9)
     plain = GPS(env, seed=0, candidates=None)
-    assert screened._screen is not None and plain._screen is None
+    assert isinstance(screened._screen, screen_class) and plain._screen is None
     obs, _ = env.reset(seed=0)
     for _ in range(3):
         a, b = screened.act(obs), plain.act(obs)

@@ -9,8 +9,9 @@ a policy) predicts per-prompt success, a *score* values each prompt, and an *opt
   ``top_scored``) and the random candidate sets they run over (``candidate_count``, ``draw_candidates``).
 - :mod:`~gps_env.selectors.greedy`: GPS's greedy diversification, max-sum (``greedy_diverse``) and max-min
   (``greedy_maxmin``).
-- :mod:`~gps_env.selectors.screen`: ``BFloat16Screen``, the greedy's bfloat16 screen over large pools (imports
-  torch when one is built; not re-exported here, so that this package stays torch-free).
+- :mod:`~gps_env.selectors.screen`: the greedy's screens over large pools, ``Float32Screen`` and ``BFloat16Screen``,
+  and ``fastest_screen``, which picks the faster on the machine (imports torch when one is built; not
+  re-exported here, so that this package stays torch-free).
 - :mod:`~gps_env.selectors.features`: per-prompt features for learned selectors.
 - :mod:`~gps_env.selectors.allocation`: test-time allocation of a sampling budget.
 

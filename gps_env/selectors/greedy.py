@@ -6,7 +6,7 @@ predicted success) and the pool's embeddings, :func:`greedy_diverse` picks a bat
 out and far from the previous batch. The greedy is that of Borodin, Lee and Ye (2012, "Max-sum
 diversification, monotone submodular functions and dynamic updates", PODS); the objective is GPS's
 (Qu et al., 2026, arXiv 2602.01970), with our normalisation. An optional :class:`InnerProductScreen`
-(:class:`gps_env.selectors.screen.BFloat16Screen`) lets it read large pools a few times per batch instead
+(:mod:`gps_env.selectors.screen`: float32 or bfloat16) lets it read large pools a few times per batch instead
 of once per pick, with the same result. :func:`greedy_maxmin` is the max-min form of the group's earlier
 code (PDTS): each pick is rewarded by its distance to the *nearest* prompt already picked. Pure numpy.
 """
@@ -113,7 +113,7 @@ def greedy_diverse(
     chordal costs O(N·|S|·d) per pick.
 
     ``screen`` (cosine, whole pool, λ > 0): approximate products ``E @ v`` with an error bound, e.g.
-    :class:`gps_env.selectors.screen.BFloat16Screen`. The greedy then reads the pool through the screen, a
+    :class:`gps_env.selectors.screen.Float32Screen`. The greedy then reads the pool through the screen, a
     few times per batch instead of once per pick, and computes the exact gains only for the prompts the
     bound cannot rule out: the same batch as without a screen (see :func:`_screened_greedy`).
 

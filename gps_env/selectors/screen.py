@@ -1,16 +1,24 @@
-"""A bfloat16 copy of the pool's embeddings that screens GPS's greedy (``greedy_diverse(screen=...)``).
+"""Screens of GPS's greedy (``greedy_diverse(screen=...)``): the pool's products with a few vectors at once.
 
 A detail of the greedy optimiser (:mod:`gps_env.selectors.greedy`), not a score: it changes how often the
 pool is read, never which batch is picked. The whole-pool greedy needs ``E @ v`` for the (N x d) embedding
-matrix once per pick: 40 MiB of float32 read per pick at N = 40,960, which bounds it by memory bandwidth. A
-bfloat16 copy is half the bytes, and one product with a few dozen vectors costs about what one product with
-one vector does (on CPUs with AMX or AVX512-BF16 the arithmetic is nearly free), so the greedy asks for its
-running sum and its expected next picks at once and reads the pool a few times per batch. The products are
-approximate; their error bound lets the greedy compute exact float32 gains only where they decide the pick,
-so batches do not change.
+matrix once per pick: 40 MiB of float32 read per pick at N = 40,960, which bounds it by memory bandwidth. One
+product with a few dozen vectors costs a few times what one product with one vector does, so the greedy asks
+for its running sum and its expected next picks at once and reads the pool a few times per batch. Each
+screen declares an error bound on its products, which lets the greedy compute exact float32 gains only where
+they decide the pick, so batches do not change.
 
-numpy has no bfloat16, so the products are torch's; torch is imported when a screen is built, not with this
-module, so ``import gps_env.selectors.screen`` stays torch-free.
+- :class:`Float32Screen` (GPS's screen): the float32 pool itself, no copy; products off only by float32
+  rounding, so the greedy's exact re-checks are few.
+- :class:`BFloat16Screen`: a bfloat16 copy, half the bytes per pass; its products are approximate (about
+  2^-8 relative), so more prompts need exact gains. On the 2-core Xeon with AVX512-BF16 but no AMX that the
+  benchmarks run on, a (40,960 x 256) pass with 33 vectors took 7.3 ms in bfloat16 against 4.1 ms in
+  float32 (December 2026), and reading its columns back as float32 added more: it only pays where bfloat16
+  products are fast (AMX). ``python benchmarks/greedy_screen.py`` compares the two on GPS's own inputs.
+
+The products are torch's (numpy has no bfloat16, and GPS runs numpy's BLAS on one thread during the greedy
+while torch's keeps every core); torch is imported when a screen is built, not with this module, so
+``import gps_env.selectors.screen`` stays torch-free.
 """
 
 from __future__ import annotations
@@ -22,10 +30,54 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+#: Relative error of a float32 product per dimension, as a fraction of ||row|| * ||vector||: a sum of d
+#: products in any order and with or without FMA is within d * 2^-24 / (1 - d * 2^-24) of the exact
+#: one (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., §3.1); twice that keeps a margin.
+F32_REL_ERROR_PER_DIM = 2.0 * 2.0**-24
+
 #: Relative error of one bfloat16 product, as a fraction of ||row|| * ||vector||: rounding both inputs
 #: to bfloat16 (2^-9 each, so 2^-8 for their product), float32 accumulation (d * 2^-24 for d <= 4096) and
 #: rounding the result to bfloat16 (2^-9): under 0.0063; 2^-7 keeps a margin.
 BF16_REL_ERROR = 2.0**-7
+
+
+def _checked(embeddings: np.ndarray) -> tuple[np.ndarray, float]:
+    """The embeddings as C-contiguous float32 (no copy when they already are) and their largest row norm, or
+    ``ValueError``."""
+    e = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if e.ndim != 2:
+        raise ValueError(f"embeddings must be (N, d), got shape {e.shape}")
+    if e.shape[1] > 4096:
+        raise ValueError(f"the error bound assumes d <= 4096, got d = {e.shape[1]}")
+    if not np.isfinite(e).all():  # then every product is finite
+        raise ValueError("embeddings must be finite (no NaN or inf)")
+    return e, float(np.sqrt((e.astype(np.float64) ** 2).sum(axis=1).max(initial=0.0)))
+
+
+class Float32Screen:
+    """``screen(vectors)[j]`` is ``embeddings @ vectors[j]`` computed in float32 by torch's BLAS, the vectors
+    all at once (see :class:`~gps_env.selectors.greedy.InnerProductScreen`).
+
+    Args:
+        embeddings: (N, d) float32 pool embeddings, read in place (not copied: the caller must not change
+            them while the screen is in use).
+
+    ``rel_error`` is ``2 d 2^-24`` times the largest row norm: float32 rounding only.
+    """
+
+    def __init__(self, embeddings: np.ndarray) -> None:
+        import torch
+
+        e, largest_norm = _checked(embeddings)
+        self._e = torch.from_numpy(e)
+        self.rel_error = F32_REL_ERROR_PER_DIM * e.shape[1] * largest_norm
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        """(k, d) vectors give a (k, N) array whose row j is the column ``E @ vectors[j]``."""
+        import torch
+
+        v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        return (v @ self._e.T).numpy()  # (k, N): each column of E @ V.T is a contiguous row
 
 
 class BFloat16Screen:
@@ -42,32 +94,50 @@ class BFloat16Screen:
     def __init__(self, embeddings: np.ndarray) -> None:
         import torch
 
-        e = np.asarray(embeddings, dtype=np.float32)
-        if e.ndim != 2:
-            raise ValueError(f"embeddings must be (N, d), got shape {e.shape}")
-        if e.shape[1] > 4096:
-            raise ValueError(f"the error bound assumes d <= 4096, got d = {e.shape[1]}")
-        if not np.isfinite(e).all():  # then every product is finite: bfloat16 has float32's range
-            raise ValueError("embeddings must be finite (no NaN or inf)")
+        e, largest_norm = _checked(embeddings)  # finite, so is every bfloat16 product (float32's range)
         self._e = torch.from_numpy(e).to(torch.bfloat16)
-        self.rel_error = BF16_REL_ERROR * float(np.sqrt((e.astype(np.float64) ** 2).sum(axis=1).max(initial=0.0)))
+        self.rel_error = BF16_REL_ERROR * largest_norm
 
     def __call__(self, vectors: np.ndarray) -> _Columns:
         import torch
 
         v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(torch.bfloat16)
-        return _Columns(self._e @ v.T)
+        return _Columns(v @ self._e.T)  # (k, N): each column of E @ V.T is a contiguous row
 
 
 class _Columns:
-    """The (N, k) bfloat16 products, read one float32 column at a time: the greedy uses a few of the k, so
-    converting all of them, and then reading a column with a stride of k in numpy, would be wasted work."""
+    """The (k, N) bfloat16 products, each read as float32 when asked for: the greedy uses some of the k, so
+    converting all of them would be wasted work."""
 
     def __init__(self, products: torch.Tensor) -> None:
         self._products = products
 
     def __len__(self) -> int:
-        return self._products.shape[1]
+        return self._products.shape[0]
 
     def __getitem__(self, j: int) -> np.ndarray:
-        return self._products[:, j].float().numpy()
+        return self._products[j].float().numpy()
+
+
+def fastest_screen(embeddings: np.ndarray, vectors: int, repeats: int = 3) -> Float32Screen | BFloat16Screen:
+    """Whichever screen makes a call with ``vectors`` vectors faster on this machine (best of ``repeats``).
+
+    The two give the same batches, so the choice changes speed only. Which wins depends on the CPU, not on
+    a flag we can read: both 2-core machines the benchmarks ran on have AVX512-BF16 (no AMX), and a call with
+    33 vectors at N = 40,960 took 0.69 ms in bfloat16 on one (AMD EPYC, November 2026) and 7.3 ms against
+    4.1 ms in float32 on the other (Intel Xeon, December 2026). Costs a few calls of each when built.
+    """
+    import time
+
+    screens = (Float32Screen(embeddings), BFloat16Screen(embeddings))
+    probe = np.asarray(embeddings[: max(1, vectors)], dtype=np.float32)  # pool rows: what the greedy asks for
+    best: list[float] = []
+    for screen in screens:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            columns = screen(probe)
+            columns[len(columns) - 1]  # the bfloat16 screen converts on reading
+            times.append(time.perf_counter() - start)
+        best.append(min(times))
+    return screens[int(np.argmin(best))]
