@@ -11,9 +11,12 @@
    solves τ if any of its first s_τ samples is correct (best-of-n under the task's verifier); coverage is
    averaged over ``--orders`` random orderings of each prompt's samples.
 4. Compare allocations at equal total budget: uniform, GPS "coverage" (maximise predicted coverage),
-   GPS "window" (the paper's binning, inferred), each from raw and from calibrated γ̂, and an oracle that knows
-   each prompt's empirical rate from an independent reservoir. Report the budget each needs to match uniform's
-   coverage (compute saved).
+   GPS "window" (the paper's binning, inferred), each from raw and from calibrated γ̂; "neighbours" (ours):
+   each held-out prompt's γ̂ is the observed success of its nearest trained prompts (cosine, every batch of
+   the training run, the latest outcome of each prompt), shrunk towards their mean, with the number of
+   neighbours chosen by leave-one-out squared error on the trained prompts themselves (held-out outcomes
+   are not used to choose it); and an oracle that knows each prompt's empirical rate from an independent
+   reservoir. Report the budget each needs to match uniform's coverage (compute saved).
 """
 
 from __future__ import annotations
@@ -49,6 +52,28 @@ def coverage(samples: np.ndarray, counts: np.ndarray, orders: int, seed: int) ->
     return float(np.mean(hits))
 
 
+def neighbour_success(query: np.ndarray, seen: np.ndarray, success: np.ndarray, neighbours: int,
+                      prior_weight: float = 1.0) -> np.ndarray:
+    """(ours) γ̂ of each query prompt: the mean observed success of its ``neighbours`` most cosine-similar seen
+    prompts, with ``prior_weight`` pseudo-observations at the mean over all seen prompts (embeddings are
+    L2-normalised, so cosine is a dot product)."""
+    return _neighbour_mean(query @ seen.T, success, neighbours, prior_weight)
+
+
+def _neighbour_mean(similarity: np.ndarray, success: np.ndarray, neighbours: int, prior_weight: float) -> np.ndarray:
+    nearest = np.argpartition(-similarity, neighbours - 1, axis=1)[:, :neighbours]
+    return (success[nearest].sum(axis=1) + prior_weight * success.mean()) / (neighbours + prior_weight)
+
+
+def choose_neighbours(seen: np.ndarray, success: np.ndarray, options: list[int]) -> tuple[int, dict[int, float]]:
+    """The number of neighbours with the lowest leave-one-out squared error over the trained prompts (each
+    predicted from the others), and every option's error."""
+    similarity = seen @ seen.T
+    np.fill_diagonal(similarity, -np.inf)  # leave the prompt itself out
+    errors = {k: float(np.mean((_neighbour_mean(similarity, success, k, 1.0) - success) ** 2)) for k in options}
+    return min(errors, key=errors.get), errors
+
+
 def uniform_counts(n: int, budget: int) -> np.ndarray:
     counts = np.full(n, budget // n)
     counts[: budget % n] += 1
@@ -63,14 +88,19 @@ def main() -> None:
     parser.add_argument("--reservoir", type=int, default=16)
     parser.add_argument("--orders", type=int, default=20)
     parser.add_argument("--per-prompt", type=float, nargs="+", default=[1.5, 2, 3, 4, 6])
+    parser.add_argument("--neighbours", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128],
+                        help="options for the trained prompts per neighbour estimate (leave-one-out picks one)")
     args = parser.parse_args()
 
     env = PromptSelectionEnv(max_steps=args.train_steps, eval_every=0, engine="transformers", **WORLDS[args.world])
     agent = GPS(env, seed=args.seed)
     obs, _ = env.reset(seed=args.seed)
+    latest: dict[int, float] = {}  # pool prompt -> its latest observed success
     for _ in tqdm(range(args.train_steps), desc="GRPO with GPS selection", leave=False):
         obs, *_ = env.step(agent.act(obs))
+        latest.update(zip(obs["last_batch"].tolist(), obs["last_rewards"].mean(axis=1).tolist(), strict=True))
     agent.observe(obs)  # learn from the last batch too
+    seen = np.fromiter(latest, dtype=np.int64)
 
     state = agent.generator.get_state()
     gamma = agent.predict_for(env.heldout.embeddings)  # calibration="none": raw
@@ -88,10 +118,19 @@ def main() -> None:
           f"{calibration_error(gamma, empirical):.3f}, " + ", ".join(
               f"{kind} {calibration_error(g, empirical):.3f} (mean {g.mean():.3f})" for kind, g in maps.items())
           + f"; the oracle's {calibration_error(truth, empirical):.3f}")
-    predictions = {"gps": gamma, **maps, "oracle": truth}
+    seen_e, seen_s = agent.embeddings[seen].astype(np.float64), np.fromiter(latest.values(), dtype=np.float64)
+    neighbours, loo = choose_neighbours(seen_e, seen_s, args.neighbours)
+    near = neighbour_success(np.asarray(env.heldout.embeddings, dtype=np.float64), seen_e, seen_s, neighbours)
+    print("neighbours' leave-one-out squared error on the trained prompts: "
+          + ", ".join(f"{k}: {e:.4f}" for k, e in loo.items()))
+    print(f"neighbours (ours, {neighbours} of {seen.size} trained prompts): Spearman "
+          f"{spearman(near, empirical):.3f}, calibration error {calibration_error(near, empirical):.3f} "
+          f"(mean {near.mean():.3f})")
+    predictions = {"gps": gamma, **maps, "neighbours": near, "oracle": truth}
     rules = [("uniform", None, None), ("gps-coverage", "gps", "coverage"), ("gps-window", "gps", "window"),
              ("isotonic-coverage", "isotonic", "coverage"), ("platt-coverage", "platt", "coverage"),
-             ("platt-window", "platt", "window"), ("oracle-coverage", "oracle", "coverage")]
+             ("platt-window", "platt", "window"), ("neighbours-coverage", "neighbours", "coverage"),
+             ("neighbours-window", "neighbours", "window"), ("oracle-coverage", "oracle", "coverage")]
     rows = {name: [] for name, _, _ in rules}
     budgets = [int(round(p * n)) for p in args.per_prompt]
     cap = args.reservoir

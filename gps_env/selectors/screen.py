@@ -11,10 +11,11 @@ they decide the pick, so batches do not change.
 - :class:`Float32Screen` (GPS's screen): the float32 pool itself, no copy; products off only by float32
   rounding, so the greedy's exact re-checks are few.
 - :class:`BFloat16Screen`: a bfloat16 copy, half the bytes per pass; its products are approximate (about
-  2^-8 relative), so more prompts need exact gains. On the 2-core Xeon with AVX512-BF16 but no AMX that the
-  benchmarks run on, a (40,960 x 256) pass with 33 vectors took 7.3 ms in bfloat16 against 4.1 ms in
-  float32 (December 2026), and reading its columns back as float32 added more: it only pays where bfloat16
-  products are fast (AMX). ``python benchmarks/greedy_screen.py`` compares the two on GPS's own inputs.
+  2^-8 relative), so more prompts need exact gains. On a 2-core Xeon with AVX512-BF16 but no AMX, a
+  (40,960 x 256) pass with 33 vectors took 7.3 ms in bfloat16 against 4.1 ms in float32 (December 2026),
+  and reading its columns back as float32 added more; on the machine of the November figures it took
+  0.69 ms. :func:`fastest_screen` times both; ``python benchmarks/greedy_screen.py`` compares them on GPS's
+  own inputs.
 
 The products are torch's (numpy has no bfloat16, and GPS runs numpy's BLAS on one thread during the greedy
 while torch's keeps every core); torch is imported when a screen is built, not with this module, so
@@ -122,10 +123,10 @@ class _Columns:
 def fastest_screen(embeddings: np.ndarray, vectors: int, repeats: int = 3) -> Float32Screen | BFloat16Screen:
     """Whichever screen makes a call with ``vectors`` vectors faster on this machine (best of ``repeats``).
 
-    The two give the same batches, so the choice changes speed only. Which wins depends on the CPU, not on
-    a flag we can read: both 2-core machines the benchmarks ran on have AVX512-BF16 (no AMX), and a call with
-    33 vectors at N = 40,960 took 0.69 ms in bfloat16 on one (AMD EPYC, November 2026) and 7.3 ms against
-    4.1 ms in float32 on the other (Intel Xeon, December 2026). Costs a few calls of each when built.
+    The two give the same batches, so the choice changes speed only. Which wins depends on the CPU, and the
+    CPU flags do not tell: a call with 33 vectors at N = 40,960 took 0.69 ms in bfloat16 on the 2-core
+    machine of the November 2026 figures in docs/gps.md, and 7.3 ms against 4.1 ms in float32 on a 2-core
+    Intel Xeon with AVX512-BF16 and no AMX (December 2026). Costs a few calls of each when built.
     """
     import time
 
