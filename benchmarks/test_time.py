@@ -32,6 +32,7 @@ from gps_env.agents import GPS
 from gps_env.bench.config import WORLDS
 from gps_env.metrics import calibration_error, spearman
 from gps_env.selectors import allocate_samples
+from gps_env.selectors.neighbours import NEIGHBOUR_OPTIONS, choose_neighbours, neighbour_success
 
 
 def reservoir(env: PromptSelectionEnv, n: int, seed: int) -> np.ndarray:
@@ -52,28 +53,6 @@ def coverage(samples: np.ndarray, counts: np.ndarray, orders: int, seed: int) ->
     return float(np.mean(hits))
 
 
-def neighbour_success(query: np.ndarray, seen: np.ndarray, success: np.ndarray, neighbours: int,
-                      prior_weight: float = 1.0) -> np.ndarray:
-    """(ours) γ̂ of each query prompt: the mean observed success of its ``neighbours`` most cosine-similar seen
-    prompts, with ``prior_weight`` pseudo-observations at the mean over all seen prompts (embeddings are
-    L2-normalised, so cosine is a dot product)."""
-    return _neighbour_mean(query @ seen.T, success, neighbours, prior_weight)
-
-
-def _neighbour_mean(similarity: np.ndarray, success: np.ndarray, neighbours: int, prior_weight: float) -> np.ndarray:
-    nearest = np.argpartition(-similarity, neighbours - 1, axis=1)[:, :neighbours]
-    return (success[nearest].sum(axis=1) + prior_weight * success.mean()) / (neighbours + prior_weight)
-
-
-def choose_neighbours(seen: np.ndarray, success: np.ndarray, options: list[int]) -> tuple[int, dict[int, float]]:
-    """The number of neighbours with the lowest leave-one-out squared error over the trained prompts (each
-    predicted from the others), and every option's error."""
-    similarity = seen @ seen.T
-    np.fill_diagonal(similarity, -np.inf)  # leave the prompt itself out
-    errors = {k: float(np.mean((_neighbour_mean(similarity, success, k, 1.0) - success) ** 2)) for k in options}
-    return min(errors, key=errors.get), errors
-
-
 def uniform_counts(n: int, budget: int) -> np.ndarray:
     counts = np.full(n, budget // n)
     counts[: budget % n] += 1
@@ -88,7 +67,7 @@ def main() -> None:
     parser.add_argument("--reservoir", type=int, default=16)
     parser.add_argument("--orders", type=int, default=20)
     parser.add_argument("--per-prompt", type=float, nargs="+", default=[1.5, 2, 3, 4, 6])
-    parser.add_argument("--neighbours", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128],
+    parser.add_argument("--neighbours", type=int, nargs="+", default=list(NEIGHBOUR_OPTIONS),
                         help="options for the trained prompts per neighbour estimate (leave-one-out picks one)")
     args = parser.parse_args()
 

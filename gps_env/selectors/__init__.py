@@ -14,6 +14,8 @@ a policy) predicts per-prompt success, a *score* values each prompt, and an *opt
   re-exported here, so that this package stays torch-free).
 - :mod:`~gps_env.selectors.features`: per-prompt features for learned selectors.
 - :mod:`~gps_env.selectors.allocation`: test-time allocation of a sampling budget.
+- :mod:`~gps_env.selectors.neighbours`: (ours) unseen prompts' success from their nearest trained prompts, for
+  test-time allocation.
 
 ``spearman`` and ``batch_terms`` are :mod:`gps_env.metrics`'s, re-exported for convenience.
 """
