@@ -22,6 +22,7 @@ from gps_env.agents import (
     GRESO,
     DynamicSampling,
     GPSMemory,
+    GPSNeighbours,
     Learnability,
     LearnedSelector,
     MoPPS,
@@ -49,10 +50,10 @@ def build(name: str, env: Any, **kwargs: Any) -> Any:
     kwargs.setdefault("seed", 0)
     if name == "learned":
         return LearnedSelector(env, ScoringPolicy(), **kwargs)
-    if name in ("gps", "gpsm"):
+    if name in ("gps", "gpsm", "gpsn"):
         kwargs.setdefault("ppm", PPMConfig(hidden=16, latent=4, layers=1, heads=2, samples=2, updates=1, replay=2))
     return {"uniform": Uniform, "ds": DynamicSampling, "mopps": MoPPS, "pairing": Pairing, "gps": GPS,
-            "gpsm": GPSMemory,
+            "gpsm": GPSMemory, "gpsn": GPSNeighbours,
             "greso": GRESO, "dps": DPS, "speedrl": SpeedRL, "learnability": Learnability,
             "replay": PromptReplay}[name](env, **kwargs)
 
@@ -66,6 +67,7 @@ ARGUMENTS = {
     "gps": ["lam", "target", "inter_step", "ppm", "distance", "candidates", "diversity", "warmup", "draws",
             "calibration", "calibration_window", "acquisition"],
     "gpsm": ["strength", "decay", "posterior", "lam", "candidates", "diversity", "draws"],
+    "gpsn": ["neighbours", "ppm_weight", "strength", "decay", "posterior", "lam", "candidates"],
     "learned": ["candidates"],
     "greso": ["probe", "p_easy", "p_hard", "step_size", "bounds", "target_zero_variance", "keep_floor",
               "gen_batch_size", "max_rounds"],
@@ -81,12 +83,13 @@ CONFIGS = {
     "gps-pool": {"candidates": None, "diversity": "sum", "draws": "mean"}, "gps-warmup": {"warmup": 2},
     "gps-cal": {"calibration": "isotonic", "calibration_window": 2},
     "gpsm": {}, "gpsm-pool": {"candidates": None, "posterior": "mean"}, "learned": {},
+    "gpsn": {}, "gpsn-pool": {"candidates": None, "posterior": "mean", "neighbours": 3},
     "greso": {}, "greso-probe": {"probe": True}, "dps": {}, "speedrl": {}, "learnability": {}, "replay": {},
     "replay-eager": {"cooldown": 1},
 }
 POOL_SIZED = {"uniform-epochs", "mopps", "pairing", "pairing-history", "gps", "gps-c2", "gps-pool", "gps-warmup",
               "gps-cal",
-              "gpsm", "gpsm-pool", "greso", "greso-probe",
+              "gpsm", "gpsm-pool", "gpsn", "gpsn-pool", "greso", "greso-probe",
               "dps", "speedrl", "learnability", "replay", "replay-eager"}
 
 
@@ -209,6 +212,8 @@ PLAUSIBLE = {
     "warmup": st.integers(-1, 2**70),
     "draws": st.sampled_from(["mean", "thompson", "median"]),
     "strength": st.floats(-1.0, 1e6),
+    "neighbours": st.integers(-1, 2**70),
+    "ppm_weight": st.floats(-1.0, 1e6),
     "posterior": st.sampled_from(["thompson", "mean", "mode"]),
     "calibration": st.sampled_from(["none", "isotonic", "platt", "beta"]),
     "calibration_window": st.integers(-1, 2**70),
@@ -313,6 +318,11 @@ def test_numpy_integer_seeds_are_seeds(sim, name):
     ("gpsm", {"decay": 1.5}, "decay"),
     ("gpsm", {"posterior": "mode"}, "posterior"),
     ("gpsm", {"candidates": 0.5}, "candidates"),
+    ("gpsn", {"neighbours": 0}, "neighbours"),
+    ("gpsn", {"neighbours": 2.5}, "neighbours"),
+    ("gpsn", {"ppm_weight": 0.0}, "ppm_weight"),
+    ("gpsn", {"ppm_weight": float("nan")}, "ppm_weight"),
+    ("gpsn", {"strength": -1.0}, "strength"),
     ("learned", {"candidates": float("inf")}, "candidates"),
     ("learned", {"candidates": None}, "candidates"),
     ("learned", {"candidates": "4"}, "candidates"),
@@ -616,11 +626,12 @@ def test_state_of_another_class_missing_key_wrong_shape_refused_round_trip_works
     before = copy.deepcopy(agent.state_dict())
     wrong_shape = copy.deepcopy(before)
     key = {"uniform": "queue", "ds": "cap_hits", "mopps": "alpha", "pairing": "weights", "gps": "history",
-           "gpsm": "alpha", "learned": "learnt_step", "greso": "easy_run", "dps": "counts", "speedrl": "queue",
-           "learnability": "acted_batch", "replay": "pass_rate"}[config.split("-")[0]]
+           "gpsm": "alpha", "gpsn": "alpha", "learned": "learnt_step", "greso": "easy_run", "dps": "counts",
+           "speedrl": "queue", "learnability": "acted_batch", "replay": "pass_rate"}[config.split("-")[0]]
     wrong_shape[key] = [(np.arange(B + 1), np.zeros(B + 1))] if key == "history" else np.zeros((2, 3), np.int64)
     missing = {k: v for k, v in before.items() if k != "rng"}
-    others = [trained[c].state_dict() for c in CONFIGS if c.split("-")[0] != config.split("-")[0]]
+    # (GPS-N keeps exactly GPS-M's state, the same model and memory: each restores the other's)
+    others = [trained[c].state_dict() for c in CONFIGS if set(trained[c].state_keys) != set(agent.state_keys)]
     for state, match in [(wrong_shape, key), (missing, "rng"), *[(other, "not a") for other in others]]:
         with pytest.raises(ValueError, match=match):
             agent.load_state_dict(state)

@@ -13,6 +13,7 @@ _EXPORTS = {
     "DPS": "gps_env.agents.dps",
     "GPS": "gps_env.agents.gps",
     "GPSMemory": "gps_env.agents.gps_memory",
+    "GPSNeighbours": "gps_env.agents.gps_neighbours",
     "GRESO": "gps_env.agents.greso",
     "Learnability": "gps_env.agents.learnability",
     "PromptReplay": "gps_env.agents.prompt_replay",

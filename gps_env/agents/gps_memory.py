@@ -79,7 +79,10 @@ class GPSMemory(GPS):
 
     def _gamma(self, pool: np.ndarray | None) -> np.ndarray:
         gamma = super()._gamma(pool)
-        rows = np.arange(self.pool_size) if pool is None else pool
+        return self._memory_posterior(gamma, np.arange(self.pool_size) if pool is None else pool)
+
+    def _memory_posterior(self, gamma: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``gamma`` with its ``rows`` replaced by the Beta posterior (a draw or its mean) of prior ``gamma``."""
         prior = np.clip(gamma[rows], PRIOR_EPS, 1.0 - PRIOR_EPS)
         a = self.strength * prior + self.alpha[rows]
         b = self.strength * (1.0 - prior) + self.beta[rows]

@@ -97,6 +97,8 @@ SELECTORS: dict[str, SelectorEntry] = {
                                    "random candidates"),
     "gps-m": SelectorEntry(_GPS_M, {},
                            "GPS-M (ours): GPS whose predictions are corrected by each prompt's own outcomes"),
+    "gps-n": SelectorEntry("gps_env.agents.gps_neighbours:GPSNeighbours", {},
+                           "GPS-N (ours): GPS-M whose prior is corrected by the nearest already-seen prompts"),
     # GPS's other readings (docs/gps.md), each one change from the default
     "gps-pool": SelectorEntry(_GPS, {"candidates": None}, "GPS reading: the greedy over the whole pool"),
     "gps-c16": SelectorEntry(_GPS, {"candidates": 16}, "GPS reading: 16B random candidates"),
