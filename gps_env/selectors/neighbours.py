@@ -9,9 +9,10 @@ nearest trained neighbours (cosine, on the same L2-normalised embeddings) are di
 
 k is chosen by leave-one-out squared error on the trained prompts themselves (each predicted from the
 others), so the prompts being allocated are never used to tune it. On the Reasoning Gym world this ranks
-held-out prompts better than the PPM (Spearman 0.64 against 0.50 after 100 GRPO steps) and allocation by
-it needs 19–25% fewer samples than uniform allocation at budgets of 2–6 samples per prompt
-(``python benchmarks/test_time.py --world reasoning-gym``, docs/gps.md).
+held-out prompts better than the PPM (Spearman 0.62–0.64 against 0.50–0.53 after 100 GRPO steps, two
+seeds) and allocation by it needs 21–25% fewer samples than uniform allocation at 3–6 samples per prompt
+(7–19% at 1.5–2); in the arithmetic world, where the PPM already ranks well, it does not help
+(``python benchmarks/test_time.py``, docs/gps.md, "Neighbours").
 """
 
 from __future__ import annotations
