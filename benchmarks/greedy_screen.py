@@ -5,8 +5,8 @@
 Runs whole-pool GPS in the simulated world (N = 40,960, clustered embeddings) for ``--steps`` steps and keeps
 the greedy's inputs (scaled utilities, previous batch) every ``--every`` steps. Then, with numpy's BLAS on one
 thread as the agent runs it, times ``greedy_diverse`` on each kept input without a screen (one pass over the
-float32 pool per pick) and through each screen (``Float32Screen``, ``BFloat16Screen``: GPS takes whichever
-is faster on the machine, ``fastest_screen``), checks that the batches and logged terms are identical, and
+float32 pool per pick) and through each screen (``Float32Screen``, GPS's, and
+``BFloat16Screen``), checks that the batches and logged terms are identical, and
 counts the screen calls per batch, early (first half of the kept steps) and late, beside the spread
 (standard deviation) of the scaled utilities over the pool: where it is small, the batch is chosen for
 diversity alone.

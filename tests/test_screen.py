@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,7 +10,7 @@ from hypothesis import strategies as st
 from gps_env.agents import GPS
 from gps_env.agents import gps as gps_module
 from gps_env.selectors import greedy_diverse, utility
-from gps_env.selectors.screen import BFloat16Screen, Float32Screen, fastest_screen
+from gps_env.selectors.screen import BFloat16Screen, Float32Screen
 
 seeds = st.integers(0, 2**32 - 1)
 SCREENS = (Float32Screen, BFloat16Screen)
@@ -121,27 +119,11 @@ def test_float32_screen_reads_the_embeddings_without_a_copy():
     assert e[0, 0] == 7.0
 
 
-@pytest.mark.parametrize("slow", SCREENS)
-def test_fastest_screen_picks_the_one_that_is_faster_here(monkeypatch, slow):
-    """Slow one screen down (its calls sleep): the other is chosen, and it is a working screen."""
-    original = slow.__call__
-
-    def sleepy(self, vectors):
-        time.sleep(0.02)
-        return original(self, vectors)
-
-    monkeypatch.setattr(slow, "__call__", sleepy)
-    e = clustered_pool(0, 300, 16, duplicates=False)[1]
-    chosen = fastest_screen(e, vectors=4)
-    assert type(chosen) is next(s for s in SCREENS if s is not slow)
-    assert np.allclose(chosen(e[:2])[1], e @ e[1], atol=1e-2)
-
-
 @pytest.mark.parametrize("screen_class", SCREENS)
 def test_gps_screens_large_pools_with_the_same_batches(make_env, monkeypatch, screen_class):
     env = make_env(lenient=True, max_steps=4)
     monkeypatch.setattr(gps_module, "SCREEN_MIN_POOL", 1)
-    monkeypatch.setattr(gps_module, "fastest_screen", lambda e, vectors: screen_class(e))
+    monkeypatch.setattr(gps_module, "Float32Screen", screen_class)
     screened = GPS(env, seed=0, candidates=None)  # the screen serves the greedy over the whole pool
     monkeypatch.setattr(gps_module, "SCREEN_MIN_POOL", 10**9)
     plain = GPS(env, seed=0, candidates=None)

@@ -34,11 +34,10 @@ from gps_env.selectors import (
     utility,
 )
 from gps_env.selectors.calibration import isotonic_apply, isotonic_fit, platt_apply, platt_fit
-from gps_env.selectors.greedy import SPECULATE
-from gps_env.selectors.screen import fastest_screen
+from gps_env.selectors.screen import Float32Screen
 from gps_env.spec import AgentSpec
 
-#: Pools at least this large are screened (``fastest_screen``): the same batches, fewer passes over the pool.
+#: Pools at least this large are screened (``Float32Screen``): the same batches, fewer passes over the pool.
 SCREEN_MIN_POOL = 8192
 
 
@@ -176,7 +175,7 @@ class GPS(SelectorAgent):
         self._e = torch.from_numpy(e)
         self._blas = ThreadpoolController()
         whole_pool = candidates is None and distance == "cosine" and diversity == "sum"
-        self._screen = fastest_screen(e, 1 + SPECULATE) if whole_pool and self.pool_size >= SCREEN_MIN_POOL else None
+        self._screen = Float32Screen(e) if whole_pool and self.pool_size >= SCREEN_MIN_POOL else None
         self.reset()
 
     def reset(self) -> None:

@@ -10,8 +10,8 @@ a policy) predicts per-prompt success, a *score* values each prompt, and an *opt
 - :mod:`~gps_env.selectors.greedy`: GPS's greedy diversification, max-sum (``greedy_diverse``) and max-min
   (``greedy_maxmin``).
 - :mod:`~gps_env.selectors.screen`: the greedy's screens over large pools, ``Float32Screen`` and ``BFloat16Screen``,
-  and ``fastest_screen``, which picks the faster on the machine (imports torch when one is built; not
-  re-exported here, so that this package stays torch-free).
+  GPS's is the float32 one (imports torch when one is built; not re-exported here, so that this package stays
+  torch-free).
 - :mod:`~gps_env.selectors.features`: per-prompt features for learned selectors.
 - :mod:`~gps_env.selectors.allocation`: test-time allocation of a sampling budget.
 - :mod:`~gps_env.selectors.neighbours`: (ours) unseen prompts' success from their nearest trained prompts, for

@@ -9,13 +9,15 @@ screen declares an error bound on its products, which lets the greedy compute ex
 they decide the pick, so batches do not change.
 
 - :class:`Float32Screen` (GPS's screen): the float32 pool itself, no copy; products off only by float32
-  rounding, so the greedy's exact re-checks are few.
+  rounding, so the greedy's exact re-checks are few. In GPS's own loop it was 3.0x the unscreened greedy
+  against bfloat16's 1.9x (``python benchmarks/greedy_screen.py --batch-size 256 --steps 200``, December
+  2026), although one isolated call with 33 vectors was about as fast in either type: a single call's
+  time does not tell which screen makes the faster greedy, so GPS does not choose by timing one.
 - :class:`BFloat16Screen`: a bfloat16 copy, half the bytes per pass; its products are approximate (about
   2^-8 relative), so more prompts need exact gains. On a 2-core Xeon with AVX512-BF16 but no AMX, a
   (40,960 x 256) pass with 33 vectors took 7.3 ms in bfloat16 against 4.1 ms in float32 (December 2026),
   and reading its columns back as float32 added more; on the machine of the November figures it took
-  0.69 ms. :func:`fastest_screen` times both; ``python benchmarks/greedy_screen.py`` compares them on GPS's
-  own inputs.
+  0.69 ms. ``python benchmarks/greedy_screen.py`` compares the two on GPS's own inputs.
 
 The products are torch's (numpy has no bfloat16, and GPS runs numpy's BLAS on one thread during the greedy
 while torch's keeps every core); torch is imported when a screen is built, not with this module, so
@@ -118,27 +120,3 @@ class _Columns:
 
     def __getitem__(self, j: int) -> np.ndarray:
         return self._products[j].float().numpy()
-
-
-def fastest_screen(embeddings: np.ndarray, vectors: int, repeats: int = 3) -> Float32Screen | BFloat16Screen:
-    """Whichever screen makes a call with ``vectors`` vectors faster on this machine (best of ``repeats``).
-
-    The two give the same batches, so the choice changes speed only. Which wins depends on the CPU, and the
-    CPU flags do not tell: a call with 33 vectors at N = 40,960 took 0.69 ms in bfloat16 on the 2-core
-    machine of the November 2026 figures in docs/gps.md, and 7.3 ms against 4.1 ms in float32 on a 2-core
-    Intel Xeon with AVX512-BF16 and no AMX (December 2026). Costs a few calls of each when built.
-    """
-    import time
-
-    screens = (Float32Screen(embeddings), BFloat16Screen(embeddings))
-    probe = np.asarray(embeddings[: max(1, vectors)], dtype=np.float32)  # pool rows: what the greedy asks for
-    best: list[float] = []
-    for screen in screens:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            columns = screen(probe)
-            columns[len(columns) - 1]  # the bfloat16 screen converts on reading
-            times.append(time.perf_counter() - start)
-        best.append(min(times))
-    return screens[int(np.argmin(best))]
