@@ -63,7 +63,8 @@ class GPSNeighbours(GPSMemory):
 
     def _neighbour_prior(self, rows: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         """γ̄ for ``rows``: their nearest seen prompts' discounted success, with the PPM's γ̂ as ``ppm_weight``
-        pseudo-neighbours."""
+        pseudo-neighbours. (Not :func:`gps_env.selectors.neighbours.neighbour_success`: each row leaves itself
+        out, and the prior is per prompt, not one mean.)"""
         counts = self.alpha + self.beta
         seen = np.flatnonzero(counts > 0)
         k = min(self.neighbours, seen.size - 1)

@@ -25,10 +25,12 @@ import numpy as np
 NEIGHBOUR_OPTIONS = (4, 8, 16, 32, 64, 128)
 
 
-def _checked(query: np.ndarray, seen: np.ndarray, success: np.ndarray) -> tuple[np.ndarray, ...]:
-    q, e, s = (np.asarray(x, dtype=np.float64) for x in (query, seen, success))
+def _checked(seen: np.ndarray, success: np.ndarray, query: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """(seen, success, query) as float64 arrays (query an empty (0, d) one when not given), or ``ValueError``."""
+    e, s = np.asarray(seen, dtype=np.float64), np.asarray(success, dtype=np.float64)
     if e.ndim != 2 or e.shape[0] == 0:
         raise ValueError(f"seen must be a non-empty (n, d) array of embeddings, got shape {e.shape}")
+    q = np.empty((0, e.shape[1])) if query is None else np.asarray(query, dtype=np.float64)
     if q.ndim != 2 or q.shape[1] != e.shape[1]:
         raise ValueError(f"query must be (m, {e.shape[1]}) like seen, got shape {q.shape}")
     if s.shape != (e.shape[0],):
@@ -38,7 +40,7 @@ def _checked(query: np.ndarray, seen: np.ndarray, success: np.ndarray) -> tuple[
             raise ValueError(f"{name} embeddings must be finite (no NaN or inf)")
     if not np.all((s >= 0) & (s <= 1)):  # also rejects NaN
         raise ValueError("success must be rates in [0, 1]")
-    return q, e, s
+    return e, s, q
 
 
 def _check_count(neighbours: int, available: int) -> None:
@@ -83,7 +85,7 @@ def neighbour_success(query: np.ndarray, seen: np.ndarray, success: np.ndarray, 
     ``ValueError`` naming the argument on bad shapes, non-finite embeddings, rates outside [0, 1], a count
     outside [1, n] or a negative prior weight.
     """
-    q, e, s = _checked(query, seen, success)
+    e, s, q = _checked(seen, success, query)
     _check_count(neighbours, e.shape[0])
     try:
         weight = float(prior_weight)
@@ -103,7 +105,7 @@ def choose_neighbours(seen: np.ndarray, success: np.ndarray,
 
     Options above n − 1 are skipped; ``ValueError`` if none is left or fewer than 2 prompts were seen.
     """
-    _, e, s = _checked(np.zeros((0, np.shape(seen)[-1] if np.ndim(seen) == 2 else 0)), seen, success)
+    e, s, _ = _checked(seen, success)
     for k in options:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"options must be positive integers, got {k!r:.80} among them")

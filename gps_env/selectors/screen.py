@@ -11,13 +11,14 @@ they decide the pick, so batches do not change.
 - :class:`Float32Screen` (GPS's screen): the float32 pool itself, no copy; products off only by float32
   rounding, so the greedy's exact re-checks are few. In GPS's own loop it was 3.0x the unscreened greedy
   against bfloat16's 1.9x (``python benchmarks/greedy_screen.py --batch-size 256 --steps 200``, December
-  2026), although one isolated call with 33 vectors was about as fast in either type: a single call's
+  2026, a 2-core Xeon with AVX512-BF16 and no AMX), although one isolated call with 33 vectors was about
+  as fast in either type there (``python benchmarks/gps_step.py`` times one call of each): a single call's
   time does not tell which screen makes the faster greedy, so GPS does not choose by timing one.
 - :class:`BFloat16Screen`: a bfloat16 copy, half the bytes per pass; its products are approximate (about
-  2^-8 relative), so more prompts need exact gains. On a 2-core Xeon with AVX512-BF16 but no AMX, a
-  (40,960 x 256) pass with 33 vectors took 7.3 ms in bfloat16 against 4.1 ms in float32 (December 2026),
-  and reading its columns back as float32 added more; on the machine of the November figures it took
-  0.69 ms. ``python benchmarks/greedy_screen.py`` compares the two on GPS's own inputs.
+  2^-8 relative), so more prompts need exact gains and its columns are converted to float32 when read. It
+  pays where bfloat16 products are fast: one call with 33 vectors took 0.69 ms on the machine of the
+  November 2026 figures in docs/gps.md. ``python benchmarks/greedy_screen.py`` compares the two on GPS's
+  own inputs.
 
 The products are torch's (numpy has no bfloat16, and GPS runs numpy's BLAS on one thread during the greedy
 while torch's keeps every core); torch is imported when a screen is built, not with this module, so
