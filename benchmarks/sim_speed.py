@@ -66,7 +66,8 @@ def main() -> None:
             uniform = r["seconds_for_all"] if name == "uniform" else uniform
             ratio = r["seconds_for_all"] / uniform if uniform else float("nan")
             mark = " (projected)" if r["projected"] else ""
-            print(f"{name:>10} {r['steps']:>6} {r['seconds']:>8.2f} {r['seconds_for_all']:>8.2f} {ratio:>9.1f}x "
+            shown = f"{ratio:>9.1f}x" if uniform else f"{'-':>10}"  # uniform not run (first) in this call
+            print(f"{name:>10} {r['steps']:>6} {r['seconds']:>8.2f} {r['seconds_for_all']:>8.2f} {shown} "
                   f"{'yes' if r['seconds_for_all'] <= TARGET_SECONDS else 'no':>7} {r['esr']:>5.2f} "
                   f"{r['accuracy']:>8.3f}{mark}")
             results.append({"agent": name, "batch_size": b, "n": args.n, "ratio_to_uniform": ratio, **r})

@@ -90,7 +90,7 @@ def test_ppm_config_validation():
     ("lr", True), pytest.param("lr", 10**400, id="lr-10**400"), ("kl_weight", float("nan")),
     ("kl_weight", float("inf")), ("kl_weight", -0.5), ("kl_weight", "1"), ("hidden", 64.0), ("hidden", True),
     ("latent", "16"), ("samples", 0), ("updates", 1.5), pytest.param("replay", 2**70, id="replay-2**70"),
-    ("layers", None), ("latent_mode", ["none"]),
+    ("layers", None), ("latent_mode", ["none"]), ("set_size", 0), ("set_size", 8.0), ("set_size", True),
 ])
 def test_ppm_config_refuses_bad_fields_by_name(field, bad):
     with pytest.raises(ValueError, match=field):
@@ -101,6 +101,54 @@ def test_ppm_config_takes_numpy_numbers_as_python_ones():
     config = PPMConfig(hidden=np.int64(32), samples=np.int32(2), lr=np.float32(0.5))
     assert type(config.hidden) is int and type(config.samples) is int and type(config.lr) is float
     assert config == PPMConfig(hidden=32, samples=2, lr=0.5)
+
+
+def test_ppm_set_size_at_or_above_the_batch_changes_nothing_and_draws_nothing():
+    """B ≤ set_size reads the whole set with no random draw: the same loss, gradients and generator state as
+    without a cap (the committed B = 32 runs replay under the default cap)."""
+    rng = np.random.default_rng(2)
+    e = torch.from_numpy(unit_rows(rng, 3 * 12, 16)).view(3, 12, 16)
+    success = torch.from_numpy(rng.random((3, 12)).astype(np.float32))
+    history = (e.roll(1, 0), success.roll(1, 0))
+    results = []
+    for cap in (None, 12, 64):
+        torch.manual_seed(0)
+        model = PPM(16, PPMConfig(hidden=16, latent=4, set_size=cap))
+        generator = torch.Generator().manual_seed(7)
+        loss, _ = model.negative_elbo(e, success, 8, history, generator, has_history=torch.tensor([0, 1, 1]) > 0)
+        loss.backward()
+        gamma = model.predict(e[0], (e[1], success[1]), generator)
+        results.append((loss.detach(), [p.grad for p in model.parameters()], gamma, generator.get_state()))
+    for other in results[1:]:
+        assert torch.equal(other[0], results[0][0]) and torch.equal(other[2], results[0][2])
+        assert all(torch.equal(a, b) for a, b in zip(other[1], results[0][1]))
+        assert torch.equal(other[3], results[0][3])
+
+
+def test_ppm_set_size_reads_a_seeded_random_subset_of_each_set():
+    model = PPM(4, PPMConfig(hidden=8, latent=2, heads=2, set_size=5))
+    e = torch.arange(2 * 9 * 4, dtype=torch.float32).view(2, 9, 4)  # row r of set i: 36 i + 4 r + (0..3)
+    success = torch.arange(18, dtype=torch.float32).view(2, 9)
+    kept_e, kept_s = model.encoded_set(e, success, torch.Generator().manual_seed(0))
+    assert kept_e.shape == (2, 5, 4) and kept_s.shape == (2, 5)
+    for i in range(2):
+        members = kept_s[i].long() - 9 * i
+        assert members.unique().numel() == 5 and bool(((members >= 0) & (members < 9)).all())  # distinct members
+        assert torch.equal(kept_e[i], e[i, members])  # each embedding stays with its own success
+    again = model.encoded_set(e, success, torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], kept_e) and torch.equal(again[1], kept_s)
+    other = model.encoded_set(e, success, torch.Generator().manual_seed(1))
+    assert not torch.equal(other[1], kept_s)
+    single_e, single_s = model.encoded_set(e[0], success[0], torch.Generator().manual_seed(0))  # unbatched
+    assert single_e.shape == (5, 4) and torch.equal(single_e, e[0, single_s.long()])
+    with pytest.raises(ValueError, match="generator"):
+        model.encoded_set(e, success, None)
+    with torch.no_grad():  # the encoders read the subset: the prior over 9 members is the prior over those 5
+        generator = torch.Generator().manual_seed(3)
+        capped = model.prior((e[0], success[0]), generator=generator)
+        subset = model.encoded_set(e[0], success[0], torch.Generator().manual_seed(3))
+        whole = model.prior_encoder(*subset)
+    assert torch.equal(capped.loc, whole.loc) and torch.equal(capped.scale, whole.scale)
 
 
 def synthetic_obs(batch: np.ndarray, success: np.ndarray, step: int, n: int) -> dict[str, np.ndarray]:

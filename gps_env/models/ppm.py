@@ -45,6 +45,13 @@ class PPMConfig:
         kl_weight: β on the KL term (1 = the true ELBO).
         latent_mode: ``"stochastic"`` (GPS) or ``"none"``: ablation without a latent, the decoder sees only
             the prompt (a deterministic per-prompt predictor trained on the same likelihood).
+        set_size: the set encoders read at most this many members of a batch, drawn at random without
+            replacement each time a set is encoded (ours; default 64, None: all). The likelihood still
+            covers every prompt of the batch. Attention over a set costs O(B²): at B = 256 the two encoders
+            were most of a GPS step on 2 cores, and with 64 members GPS's ESR, Spearman and accuracy in the
+            simulated world are those of the whole batch within the seed noise
+            (``python benchmarks/set_size.py``; docs/gps.md, "Speed at paper scale"). Sets no larger than
+            ``set_size`` are read whole, with no random draw, so B ≤ 64 is unchanged by it.
     """
 
     hidden: int = 64
@@ -57,13 +64,16 @@ class PPMConfig:
     replay: int = 4
     kl_weight: float = 1.0
     latent_mode: str = "stochastic"
+    set_size: int | None = 64
 
     def __post_init__(self) -> None:
         """Raise ``ValueError`` naming the field unless every field is of its type and in its range."""
         if not isinstance(self.latent_mode, str) or self.latent_mode not in ("stochastic", "none"):
             raise ValueError(f"latent_mode must be 'stochastic' or 'none', got {self.latent_mode!r:.80}")
-        for name in ("hidden", "latent", "layers", "heads", "samples", "updates", "replay"):
+        for name in ("hidden", "latent", "layers", "heads", "samples", "updates", "replay", "set_size"):
             value = getattr(self, name)
+            if name == "set_size" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value < 2**31:
                 raise ValueError(f"{name} must be an integer in [1, 2**31), got {value!r:.80}")
             if type(value) is not int:  # a numpy integer: torch's shapes want Python ints
@@ -139,17 +149,32 @@ class PPM(nn.Module):
         self.decode_rest = nn.Sequential(nn.GELU(), nn.Linear(config.hidden, config.hidden), nn.GELU(),
                                          nn.Linear(config.hidden, 1))
 
+    def encoded_set(self, embeddings: torch.Tensor, success: torch.Tensor,
+                    generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The members of a set (or of each of a stack of sets) a set encoder reads: all of them, or a random
+        ``config.set_size`` of each (ours; see :class:`PPMConfig`). A draw needs ``generator``."""
+        cap = self.config.set_size
+        if cap is None or success.shape[-1] <= cap:
+            return embeddings, success
+        if generator is None:
+            raise ValueError(f"a set of {success.shape[-1]} members with set_size {cap} needs a generator")
+        keep = torch.rand(success.shape, generator=generator).argsort(dim=-1)[..., :cap]
+        rows = keep.unsqueeze(-1).expand(*keep.shape, embeddings.shape[-1])
+        return embeddings.gather(-2, rows), success.gather(-1, keep)
+
     def prior(
-        self, history: tuple[torch.Tensor, torch.Tensor] | None, has_history: torch.Tensor | None = None
+        self, history: tuple[torch.Tensor, torch.Tensor] | None, has_history: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.distributions.Normal:
         """p_η(z | H): N(0, I) without history, else the prior encoder over the last batch.
 
         For a stack of R histories, ``has_history`` (R,) marks which are real; the others get N(0, I).
+        ``generator`` draws the members the encoder reads when the set is larger than ``config.set_size``.
         """
         if history is None:
             zeros = torch.zeros(self.config.latent)
             return torch.distributions.Normal(zeros, torch.ones(self.config.latent))
-        prior = self.prior_encoder(*history)
+        prior = self.prior_encoder(*self.encoded_set(*history, generator))
         if has_history is None:
             return prior
         real = has_history.unsqueeze(-1)
@@ -169,7 +194,7 @@ class PPM(nn.Module):
                      samples: int | None = None) -> torch.Tensor:
         """The M latent draws z_m ~ p_η(z | H) of one prediction, shape (M, latent) (M: ``samples`` if given,
         else the config's)."""
-        prior = self.prior(history)
+        prior = self.prior(history, generator=generator)
         eps = torch.randn((samples or self.config.samples, self.config.latent), generator=generator)
         return prior.loc + prior.scale * eps
 
@@ -233,10 +258,10 @@ class PPM(nn.Module):
                 history = (history[0].unsqueeze(0), history[1].unsqueeze(0))
         sets, size = success.shape
         if self.stochastic:
-            posterior = self.posterior_encoder(embeddings, success)
+            posterior = self.posterior_encoder(*self.encoded_set(embeddings, success, generator))
             eps = torch.randn((sets, self.config.latent), generator=generator)
             z = posterior.loc + posterior.scale * eps
-            prior = self.prior(history, has_history)
+            prior = self.prior(history, has_history, generator)
             kl = torch.distributions.kl_divergence(posterior, prior).sum() / sets
         else:
             z, kl = None, torch.zeros(())

@@ -137,16 +137,16 @@ def greedy_diverse(
         modular = modular + lam * _distances_to(ec, psum, count, distance, p, check=True) / (b * count)
     picked: list[int] = []
     running = np.zeros(e.shape[1], dtype=np.float32)  # float32 like E: a float64 vector would upcast E every pick
-    half_modular = 0.5 * modular
+    half_modular = 0.5 * modular  # a picked prompt's entry becomes -inf, so every later gain excludes it
+    lw = lam * pair_weight
     for size in range(b):
+        gain = half_modular
         if size and lam > 0:
-            gain = half_modular + lam * pair_weight * _distances_to(ec, running, size, distance, ec[picked],
-                                                                    check=size == 1)
-        else:
-            gain = half_modular.copy()
-        gain[picked] = -np.inf
-        best = _first_best(gain, _tie_tolerance(lam * pair_weight, size, running, lam, b, psum, count))
+            anchors = ec[picked] if distance == "chordal" else None  # cosine reads only the running sum
+            gain = half_modular + lw * _distances_to(ec, running, size, distance, anchors, check=size == 1)
+        best = _first_best(gain, _tie_tolerance(lw, size, running, lam, b, psum, count))
         picked.append(best)
+        half_modular[best] = -np.inf
         running += ec[best]
     _finite(ec[picked])  # lam = 0 or b = 1: only the batch's rows were read (in the terms)
     chosen = pool[np.asarray(picked)]
