@@ -2,6 +2,7 @@
 
     python benchmarks/test_time.py --train-steps 100 --seed 0
     python benchmarks/test_time.py --world reasoning-gym --train-steps 100 --seed 0
+    python benchmarks/test_time.py --world reasoning-gym --seed 2 --json out/seed2.json   # for test_time_seeds.py
 
 1. Train the policy with GPS selection for ``--train-steps`` steps (the public loop); GPS's PPM learns.
 2. Predict the success γ̂ of every held-out prompt with the PPM (prompts it never trained on), raw and through
@@ -22,6 +23,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -69,6 +72,8 @@ def main() -> None:
     parser.add_argument("--per-prompt", type=float, nargs="+", default=[1.5, 2, 3, 4, 6])
     parser.add_argument("--neighbours", type=int, nargs="+", default=list(NEIGHBOUR_OPTIONS),
                         help="options for the trained prompts per neighbour estimate (leave-one-out picks one)")
+    parser.add_argument("--json", type=Path, help="also write the figures here (benchmarks/test_time_seeds.py "
+                        "summarises several seeds)")
     args = parser.parse_args()
 
     env = PromptSelectionEnv(max_steps=args.train_steps, eval_every=0, engine="transformers", **WORLDS[args.world])
@@ -132,13 +137,21 @@ def main() -> None:
                      for b in fine]
               for name, source, rule in rules if source is not None}
     print("\nbudget needed to match uniform's coverage (compute saved vs uniform)")
+    saved: dict[str, list[float | None]] = {name: [] for name in curves}
     for i, budget in enumerate(budgets):
         target = rows["uniform"][i]
         cells = []
         for name, curve in curves.items():
             reach = next((b for b, c in zip(fine, curve) if c >= target), None)
+            saved[name].append(None if reach is None else 1 - reach / budget)
             cells.append(f"{name} {reach} ({1 - reach / budget:+.0%})" if reach else f"{name} not reached")
         print(f"  uniform {budget} samples ({target:.3f}): " + "; ".join(cells))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "world": args.world, "seed": args.seed, "train_steps": args.train_steps, "per_prompt": args.per_prompt,
+            "spearman": {name: spearman(predictions[name], empirical) for name in ("gps", "neighbours")},
+            "neighbours": neighbours, "coverage": rows, "saved": saved}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""Test-time allocation over several seeds: the samples each rule saves against uniform, with 95% intervals.
+
+    for s in 0 1 2 3 4; do OMP_NUM_THREADS=1 python benchmarks/test_time.py --world reasoning-gym --seed $s \\
+        --json docs/results/test_time_rg_v1_seeds/seed$s.json; done
+    python benchmarks/test_time_seeds.py docs/results/test_time_rg_v1_seeds/seed*.json
+
+Reads the ``--json`` files of ``benchmarks/test_time.py`` (one training run and one held-out reservoir per
+seed) and prints, per rule and per uniform budget, the share of uniform's samples the rule saves at equal
+coverage: the seed mean with its 95% t interval, and the lowest seed. A seed on which a rule never reaches
+uniform's coverage (within the budgets test_time.py tries) saved less than nothing there; it counts as 0
+and the cell is marked "≤" (the mean is then an upper bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gps_env.bench.stats import mean_ci
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", type=Path, nargs="+", help="test_time.py --json outputs, one per seed")
+    parser.add_argument("--rules", nargs="+", default=["gps-coverage", "neighbours-coverage", "neighbours-window",
+                                                        "oracle-coverage"])
+    args = parser.parse_args()
+    runs = [json.loads(path.read_text()) for path in args.files]
+    worlds = {(r["world"], r["train_steps"], tuple(r["per_prompt"])) for r in runs}
+    if len(worlds) != 1:
+        parser.error(f"the files mix settings (world, train steps, budgets): {sorted(worlds)}")
+    (world, steps, per_prompt), = worlds
+    seeds = [r["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        parser.error(f"a seed appears twice: {sorted(seeds)}")
+    print(f"{world}, {steps} training steps, seeds {sorted(seeds)}: samples saved against uniform at equal "
+          "coverage, seed mean ± 95% t interval [lowest seed]")
+    for key in ("gps", "neighbours"):
+        mean, half = mean_ci([r["spearman"][key] for r in runs])
+        print(f"  Spearman of {key} against held-out success: {mean:.3f} ± {half or 0:.3f}")
+    print(f"  neighbours chosen by leave-one-out: {[r['neighbours'] for r in runs]}")
+    print(f"{'rule':>22} " + " ".join(f"{p:>22}" for p in (f'{q:g}/prompt' for q in per_prompt)))
+    for rule in args.rules:
+        cells = []
+        for i in range(len(per_prompt)):
+            values = [r["saved"][rule][i] for r in runs]
+            censored = any(v is None for v in values)
+            values = [0.0 if v is None else v for v in values]
+            mean, half = mean_ci(values)
+            cells.append(f"{'≤' if censored else ''}{mean:+.0%} ± {half or 0:.0%} [{min(values):+.0%}]")
+        print(f"{rule:>22} " + " ".join(f"{c:>22}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
