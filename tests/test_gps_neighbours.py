@@ -22,14 +22,18 @@ def obs_of(batch, rewards, step):
 
 
 @FAST
-@given(seed=st.integers(0, 2**32 - 1), neighbours=st.integers(1, 40), weight=st.sampled_from([0.5, 4.0]))
-def test_the_prior_is_the_nearest_seen_prompts_memory_and_the_ppm(seed, neighbours, weight):
+@given(seed=st.integers(0, 2**32 - 1), neighbours=st.integers(1, 40), weight=st.sampled_from([0.5, 4.0]),
+       half_life=st.sampled_from([None, 0.7, 2.0]))
+def test_the_prior_is_the_nearest_seen_prompts_memory_and_the_ppm(seed, neighbours, weight, half_life):
     rng = np.random.default_rng(seed)
     agent = GPSNeighbours(world(), seed=0, posterior="mean", candidates=None, neighbours=neighbours,
-                          ppm_weight=weight, ppm=SMALL)
+                          ppm_weight=weight, half_life=half_life, ppm=SMALL)
+    arrived = np.full(N, -1)  # the steps_seen at which each prompt's latest outcome arrived
     for step in range(1, 4):  # three observed batches, some prompts twice
         batch = rng.choice(N // 2, B, replace=False)
         agent.act(obs_of(batch, (rng.random((B, K)) < rng.random((B, 1))).astype(np.float32), step))
+        arrived[batch] = agent.steps_seen
+    agent.last_pick = np.where(arrived >= 0, arrived - 1, -1)  # as if the agent had picked what it was shown
     state = agent.generator.get_state()
     ppm = agent.predict_success(calibrated=False)
     agent.generator.set_state(state)
@@ -44,10 +48,34 @@ def test_the_prior_is_the_nearest_seen_prompts_memory_and_the_ppm(seed, neighbou
         others = seen[seen != tau]
         k = min(neighbours, seen.size - 1)
         nearest = others[np.argsort(-(agent.embeddings[others] @ agent.embeddings[tau]), kind="stable")[:k]]
-        prior = np.clip((memory[nearest].sum() + weight * ppm[tau]) / (k + weight), 1e-3, 1 - 1e-3)
+        age = agent.steps_seen - arrived[nearest]  # 0, 1 or 2 steps
+        a_j = np.ones(k) if half_life is None else 0.5 ** (age / half_life)
+        prior = np.clip((a_j @ memory[nearest] + weight * ppm[tau]) / (a_j.sum() + weight), 1e-3, 1 - 1e-3)
         a, b = 4.0 * prior + agent.alpha[tau], 4.0 * (1 - prior) + agent.beta[tau]
         want[tau] = a / (a + b)
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_a_half_life_lets_recent_neighbours_outweigh_old_ones():
+    """Old neighbours failed, the latest ones succeeded: with a short half-life the prior follows the latest."""
+    env = world()
+    agents = [GPSNeighbours(env, seed=0, posterior="mean", candidates=None, neighbours=2 * B, half_life=h,
+                            ppm=SMALL) for h in (None, 0.5)]
+    target = 150
+    similar = np.argsort(-(agents[0].embeddings[:100] @ agents[0].embeddings[target]))[: 2 * B]
+    for agent in agents:  # each batch as if the agent had picked it the step before
+        agent.last_pick[similar[:B]] = agent.steps_seen
+        agent.act(obs_of(similar[:B], np.zeros((B, K)), 1))
+        agent.last_pick[similar[B:]] = agent.steps_seen
+        agent.act(obs_of(similar[B:], np.ones((B, K)), 2))
+    flat, recent = (agent._gamma(None)[target] for agent in agents)
+    assert recent > flat + 0.2
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "2", True])
+def test_a_bad_half_life_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match="half_life"):
+        GPSNeighbours(world(), half_life=bad, ppm=SMALL)
 
 
 def test_before_any_outcome_it_is_gps_m():

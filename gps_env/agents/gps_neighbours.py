@@ -27,7 +27,9 @@ class GPSNeighbours(GPSMemory):
         m_j = α_j / (α_j + β_j)                           a seen prompt's discounted success (GPS-M's memory)
         each step t, for each candidate τ:
             N(τ) = the ``neighbours`` seen prompts most cosine-similar to τ, τ itself excluded
-            γ̄_τ = (Σ_{j ∈ N(τ)} m_j + w · γ̂_τ) / (|N(τ)| + w)     γ̂_τ: the PPM's, w: ``ppm_weight``
+            γ̄_τ = (Σ_{j ∈ N(τ)} a_j m_j + w · γ̂_τ) / (Σ_{j ∈ N(τ)} a_j + w)   γ̂_τ: the PPM's, w: ``ppm_weight``,
+                  a_j = 1, or 2^(−age_j / ``half_life``), age_j the steps since j's latest outcome arrived
+                  (0: it was in the last batch)
             GPS-M's step with γ̄ in place of γ̂: Beta(c γ̄ + α_τ, c (1 − γ̄) + β_τ), then GPS's greedy
 
     Before any prompt is seen, γ̄ = γ̂ (GPS-M). The prompt's own outcomes stay GPS-M's evidence (α_τ, β_τ),
@@ -38,6 +40,10 @@ class GPSNeighbours(GPSMemory):
         neighbours: seen prompts per prior (default 64: the count leave-one-out chose on the trained prompts
             of the Reasoning Gym world's test-time run, ``benchmarks/test_time.py``).
         ppm_weight: w > 0, the PPM prediction's weight in neighbour-equivalents (default 4).
+        half_life: None (default: every neighbour counts 1) or h > 0: a neighbour's outcome counts
+            2^(−age / h), age the steps since it arrived (0 for the last batch), so that the prior follows the
+            policy as a family is learnt (an outcome from long ago says little about the prompt now; the PPM's
+            γ̂, conditioned on the latest batch, then weighs more).
 
     State: GPS-M's, the same model and memory (the neighbours are recomputed from ``alpha`` and ``beta``), so
     a GPS-M state restores into GPS-N and back.
@@ -49,10 +55,13 @@ class GPSNeighbours(GPSMemory):
         seed: int = 0,
         neighbours: int = 64,
         ppm_weight: float = 4.0,
+        half_life: float | None = None,
         **memory_kwargs: Any,
     ) -> None:
         self.neighbours = check_integer("neighbours", neighbours, 1)
         self.ppm_weight = float(check_number("ppm_weight", ppm_weight, 0.0, low_open=True))
+        self.half_life = None if half_life is None else float(check_number("half_life", half_life, 0.0,
+                                                                           low_open=True))
         super().__init__(env, seed, **memory_kwargs)
 
     def _gamma(self, pool: np.ndarray | None) -> np.ndarray:
@@ -71,6 +80,12 @@ class GPSNeighbours(GPSMemory):
         if k < 1:
             return predicted
         memory = self.alpha[seen] / counts[seen]
+        weight = None
+        if self.half_life is not None:  # a prompt picked at step s reported its outcome at step s + 1 (a
+            # warmup batch is marked picked before it is scored: its seen prompts count as the latest)
+            age = np.maximum(self.steps_seen - self.last_pick[seen] - 1, 0)
+            weight = 0.5 ** (age / self.half_life)
+            memory = weight * memory
         position = np.full(self.pool_size, -1)
         position[seen] = np.arange(seen.size)
         seen_rows = self.embeddings[seen]
@@ -83,5 +98,6 @@ class GPSNeighbours(GPSMemory):
             similarity[is_seen, own[is_seen]] = -np.inf  # the prompt's own outcomes are GPS-M's evidence
             nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
             prior = self.ppm_weight * predicted[start : start + BLOCK]
-            out[start : start + BLOCK] = (memory[nearest].sum(axis=1) + prior) / (k + self.ppm_weight)
+            count = k if weight is None else weight[nearest].sum(axis=1)
+            out[start : start + BLOCK] = (memory[nearest].sum(axis=1) + prior) / (count + self.ppm_weight)
         return out
