@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from _sim_agents import B, K, N, assert_valid, prompts_of, run, world
@@ -70,6 +72,15 @@ def test_a_half_life_lets_recent_neighbours_outweigh_old_ones():
         agent.act(obs_of(similar[B:], np.ones((B, K)), 2))
     flat, recent = (agent._gamma(None)[target] for agent in agents)
     assert recent > flat + 0.2
+
+
+def test_a_vanishing_half_life_keeps_only_the_last_batch_without_warnings():
+    env = world(max_steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batches = run(env, GPSNeighbours(env, seed=0, half_life=5e-324, ppm=SMALL), 3)
+    for batch in batches:
+        assert_valid(batch)
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "2", True])

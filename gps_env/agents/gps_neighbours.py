@@ -84,7 +84,8 @@ class GPSNeighbours(GPSMemory):
         if self.half_life is not None:  # a prompt picked at step s reported its outcome at step s + 1 (a
             # warmup batch is marked picked before it is scored: its seen prompts count as the latest)
             age = np.maximum(self.steps_seen - self.last_pick[seen] - 1, 0)
-            weight = 0.5 ** (age / self.half_life)
+            with np.errstate(over="ignore"):  # a tiny half-life: age / h overflows to inf, the weight to 0
+                weight = 0.5 ** (age / self.half_life)
             memory = weight * memory
         position = np.full(self.pool_size, -1)
         position[seen] = np.arange(seen.size)
