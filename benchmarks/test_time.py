@@ -144,7 +144,7 @@ def main() -> None:
         for name, curve in curves.items():
             reach = next((b for b, c in zip(fine, curve) if c >= target), None)
             saved[name].append(None if reach is None else 1 - reach / budget)
-            cells.append(f"{name} {reach} ({1 - reach / budget:+.0%})" if reach else f"{name} not reached")
+            cells.append(f"{name} {reach} ({saved[name][-1]:+.0%})" if reach else f"{name} not reached")
         print(f"  uniform {budget} samples ({target:.3f}): " + "; ".join(cells))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
