@@ -150,6 +150,7 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "world": args.world, "seed": args.seed, "train_steps": args.train_steps, "per_prompt": args.per_prompt,
+            "reservoir": args.reservoir, "orders": args.orders,
             "spearman": {name: spearman(predictions[name], empirical) for name in ("gps", "neighbours")},
             "neighbours": neighbours, "coverage": rows, "saved": saved}, indent=1))
 

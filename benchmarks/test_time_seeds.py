@@ -54,10 +54,13 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="also draw the table into this PNG")
     args = parser.parse_args()
     runs = [json.loads(path.read_text()) for path in args.files]
-    worlds = {(r["world"], r["train_steps"], tuple(r["per_prompt"])) for r in runs}
+    # reservoir and orders: None in files written before test_time.py recorded them (all with its defaults)
+    worlds = {(r["world"], r["train_steps"], tuple(r["per_prompt"]), r.get("reservoir"), r.get("orders"))
+              for r in runs}
     if len(worlds) != 1:
-        parser.error(f"the files mix settings (world, train steps, budgets): {sorted(worlds)}")
-    (world, steps, per_prompt), = worlds
+        parser.error("the files mix settings (world, train steps, budgets, reservoir, orders): "
+                     f"{sorted(worlds, key=str)}")
+    (world, steps, per_prompt, _, _), = worlds
     seeds = [r["seed"] for r in runs]
     if len(set(seeds)) != len(seeds):
         parser.error(f"a seed appears twice: {sorted(seeds)}")
