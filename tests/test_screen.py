@@ -1,4 +1,5 @@
-"""The screened greedy (``greedy_diverse(screen=...)``, float32 or bfloat16) picks exactly the unscreened batches."""
+"""The screened greedies (max-sum through ``greedy_diverse(screen=...)``, float32 or bfloat16, and over
+candidate sets; max-min over candidate sets) pick exactly the unscreened batches."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 from gps_env.agents import GPS
 from gps_env.agents import gps as gps_module
-from gps_env.selectors import greedy_diverse, utility
+from gps_env.selectors import greedy as greedy_module
+from gps_env.selectors import greedy_diverse, greedy_maxmin, utility
+from gps_env.selectors import maxmin as maxmin_module
+from gps_env.selectors import screen as screen_module
 from gps_env.selectors.screen import BFloat16Screen, Float32Screen
 
 seeds = st.integers(0, 2**32 - 1)
@@ -60,6 +65,155 @@ def test_screened_greedy_at_scale_reads_the_pool_a_few_times_per_batch(screen_cl
     screened, _ = greedy_diverse(u, e, 64, 0.5, previous=previous, screen=counting)
     assert screened.tolist() == plain.tolist()
     assert len(calls) < 64 / 2  # the unscreened greedy reads the pool once per pick
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, n=st.integers(60, 600), data=st.data())
+def test_a_large_candidate_set_is_screened_with_the_same_batch(seed, n, data):
+    """Candidate sets from ``SCREEN_MIN_CANDIDATES`` rows (lowered here so that small sets reach it) are read
+    through a float32 screen over their rows; the previous batch may lie outside them."""
+    d = data.draw(st.sampled_from([8, 32, 256]))
+    u, e = clustered_pool(seed, n, d, duplicates=data.draw(st.booleans()))
+    rng = np.random.default_rng(seed)
+    candidates = np.sort(rng.choice(n, data.draw(st.integers(n // 3, n)), replace=False))
+    b = data.draw(st.integers(2, min(candidates.size, 64)))
+    lam = data.draw(st.sampled_from([0.05, 0.5, 1.0, 4.0]))
+    previous = rng.choice(n, data.draw(st.integers(0, 8)), replace=False)
+    calls = []
+    original = greedy_module._screened_greedy
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(greedy_module, "_screened_greedy", counting)
+        patch.setattr(greedy_module, "SCREEN_MIN_CANDIDATES", 10**9)
+        plain, plain_terms = greedy_diverse(u, e, b, lam, previous=previous, candidates=candidates)
+        assert not calls
+        patch.setattr(greedy_module, "SCREEN_MIN_CANDIDATES", 1)
+        screened, terms = greedy_diverse(u, e, b, lam, previous=previous, candidates=candidates)
+        assert calls
+    assert screened.tolist() == plain.tolist()
+    assert terms == plain_terms
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, n=st.integers(20, 600), data=st.data())
+def test_the_screened_maxmin_greedy_picks_the_unscreened_batch(seed, n, data):
+    """Max-min (PDTS) over ``SCREEN_MIN_CANDIDATES`` rows or more (lowered here) reads them through a float32
+    screen; the batch is the unscreened greedy's, with or without candidates and a previous batch."""
+    d = data.draw(st.sampled_from([8, 32, 256]))
+    u, e = clustered_pool(seed, n, d, duplicates=data.draw(st.booleans()))
+    rng = np.random.default_rng(seed)
+    candidates = None
+    if data.draw(st.booleans()):
+        candidates = np.sort(rng.choice(n, data.draw(st.integers(max(2, n // 3), n)), replace=False))
+    b = data.draw(st.integers(2, min(n if candidates is None else candidates.size, 64)))
+    lam = data.draw(st.sampled_from([0.05, 0.5, 1.0, 4.0]))
+    previous = rng.choice(n, data.draw(st.integers(0, 8)), replace=False)
+    with pytest.MonkeyPatch.context() as patch, threadpool_limits(limits=1, user_api="blas"):
+        patch.setattr(greedy_module, "SCREEN_MIN_CANDIDATES", 10**9)
+        plain, plain_terms = greedy_maxmin(u, e, b, lam, previous=previous, candidates=candidates)
+        patch.setattr(greedy_module, "SCREEN_MIN_CANDIDATES", 1)
+        screened, terms = greedy_maxmin(u, e, b, lam, previous=previous, candidates=candidates)
+    assert screened.tolist() == plain.tolist()
+    assert terms == plain_terms
+
+
+def test_the_screened_maxmin_greedy_reads_the_rows_a_few_times_per_batch(monkeypatch):
+    u, e = clustered_pool(0, 20000, 256, duplicates=False)
+    calls = []
+    original = screen_module.Float32Screen.__call__
+
+    def counting(self, vectors):
+        calls.append(len(vectors))
+        return original(self, vectors)
+
+    monkeypatch.setattr(screen_module.Float32Screen, "__call__", counting)
+    previous = np.arange(32, 64)
+    with threadpool_limits(limits=1, user_api="blas"):
+        screened, _ = greedy_maxmin(u, e, 64, 0.5, previous=previous)
+        monkeypatch.setattr(greedy_module, "SCREEN_MIN_CANDIDATES", 10**9)
+        plain, _ = greedy_maxmin(u, e, 64, 0.5, previous=previous)
+    assert screened.tolist() == plain.tolist()
+    assert 0 < len(calls) < 64 / 2  # the unscreened greedy reads the rows once per pick
+
+
+@pytest.mark.parametrize("declared", ["honest", "lying"])
+def test_the_maxmin_window_is_what_keeps_the_batch_exact(monkeypatch, declared):
+    """Screen products off by up to 0.05: declared, the window holds the pick and the batch is exact; declared
+    as float32 rounding only, batches change (so the identity test above can fail)."""
+    noise_scale = 0.05
+
+    class Noisy(Float32Screen):
+        def __init__(self, embeddings):
+            super().__init__(embeddings)
+            self._noise = np.random.default_rng(7)
+            if declared == "honest":
+                self.rel_error += noise_scale
+
+        def __call__(self, vectors):
+            columns = super().__call__(vectors)
+            return columns + self._noise.uniform(-noise_scale, noise_scale, size=columns.shape).astype(np.float32)
+
+    differs = 0
+    with threadpool_limits(limits=1, user_api="blas"):
+        for seed in range(10):
+            u, e = clustered_pool(seed, 400, 32, duplicates=False)
+            monkeypatch.setattr(greedy_module, "SCREEN_MIN_CANDIDATES", 10**9)
+            plain, _ = greedy_maxmin(u, e, 32, 0.5, previous=np.arange(8))
+            monkeypatch.setattr(greedy_module, "SCREEN_MIN_CANDIDATES", 1)
+            monkeypatch.setattr(screen_module, "Float32Screen", Noisy)
+            screened, _ = greedy_maxmin(u, e, 32, 0.5, previous=np.arange(8))
+            monkeypatch.undo()
+            differs += screened.tolist() != plain.tolist()
+    assert differs == 0 if declared == "honest" else differs > 0
+
+
+def test_a_screened_candidate_set_rejects_a_non_finite_previous_row(monkeypatch):
+    u, e = clustered_pool(0, 200, 16, duplicates=False)
+    e[150, 3] = np.nan  # outside the candidates, in the previous batch only
+    monkeypatch.setattr(greedy_module, "SCREEN_MIN_CANDIDATES", 1)
+    with pytest.raises(ValueError, match="finite"):
+        greedy_diverse(u, e, 8, 0.5, previous=np.array([150, 151]), candidates=np.arange(100))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=seeds, n=st.integers(1, 5000), d=st.sampled_from([3, 64, 256]), data=st.data())
+def test_row_dots_are_the_full_products_bit_for_bit(seed, n, d, data):
+    """The screened greedy's exact gains read a few rows; a row's product must not depend on which rows were
+    read with it (BLAS's tail kernel sums in another order: gathered alone, 1-3 rows differ in the last bits),
+    or a near-tie is broken differently from the unscreened greedy."""
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=(n, d)).astype(np.float32)
+    v = (10 * rng.normal(size=d)).astype(np.float32)
+    rows = np.sort(rng.choice(n, data.draw(st.integers(1, min(n, 40))), replace=False))
+    with threadpool_limits(limits=1, user_api="blas"):  # as GPS runs the greedy
+        assert greedy_module._row_dots(e, rows, v).tobytes() == (e @ v)[rows].tobytes()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, n=st.integers(2, 3000), d=st.sampled_from([3, 64, 256]), data=st.data())
+def test_maxmin_exact_distances_are_the_unscreened_ones_bit_for_bit(seed, n, d, data):
+    """The screened max-min greedy's exact distance of a row to the picks (one product of the picks' rows
+    with the row, brought up to date in two rounds) equals the unscreened greedy's, which takes one product of
+    all rows with each pick."""
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=(n, d)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    picked = rng.choice(n, data.draw(st.integers(1, min(n, 40))), replace=False).tolist()
+    rows = np.sort(rng.choice(n, data.draw(st.integers(1, min(n, 20))), replace=False))
+    exact, stamp = np.full(n, np.inf), np.zeros(n, dtype=np.int64)
+    with threadpool_limits(limits=1, user_api="blas"):  # as GPS runs the greedy
+        split = len(picked) // 2
+        maxmin_module._bring_up_to_date(e, rows[::2], picked[:split], exact, stamp)
+        maxmin_module._bring_up_to_date(e, rows, picked, exact, stamp)
+        expected = np.full(n, np.inf)
+        for pick in picked:
+            expected = np.minimum(expected, (1.0 - (e @ e[pick])).astype(np.float64))
+    assert exact[rows].tobytes() == expected[rows].tobytes()
+    assert stamp[rows].tolist() == [len(picked)] * rows.size
 
 
 def test_the_error_bound_is_what_keeps_the_batch_exact():

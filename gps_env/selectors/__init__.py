@@ -7,8 +7,8 @@ a policy) predicts per-prompt success, a *score* values each prompt, and an *opt
   ``thompson_draws``, ``band_filter``, ``distance_to_band``).
 - :mod:`~gps_env.selectors.optimizers`: batch optimisers (``top_nearest_target``, ``pairing_choice``,
   ``top_scored``) and the random candidate sets they run over (``candidate_count``, ``draw_candidates``).
-- :mod:`~gps_env.selectors.greedy`: GPS's greedy diversification, max-sum (``greedy_diverse``) and max-min
-  (``greedy_maxmin``).
+- :mod:`~gps_env.selectors.greedy`: GPS's greedy diversification, max-sum (``greedy_diverse``);
+  :mod:`~gps_env.selectors.maxmin`: the max-min form of GPS's ancestor PDTS (``greedy_maxmin``).
 - :mod:`~gps_env.selectors.screen`: the greedy's screens over large pools, ``Float32Screen`` and ``BFloat16Screen``,
   GPS's is the float32 one (imports torch when one is built; not re-exported here, so that this package stays
   torch-free).
@@ -22,7 +22,8 @@ a policy) predicts per-prompt success, a *score* values each prompt, and an *opt
 
 from gps_env.metrics import batch_terms, spearman
 from gps_env.selectors.allocation import allocate_samples
-from gps_env.selectors.greedy import greedy_diverse, greedy_maxmin
+from gps_env.selectors.greedy import greedy_diverse
+from gps_env.selectors.maxmin import greedy_maxmin
 from gps_env.selectors.optimizers import (
     candidate_count,
     draw_candidates,

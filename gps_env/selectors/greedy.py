@@ -7,8 +7,8 @@ out and far from the previous batch. The greedy is that of Borodin, Lee and Ye (
 diversification, monotone submodular functions and dynamic updates", PODS); the objective is GPS's
 (Qu et al., 2026, arXiv 2602.01970), with our normalisation. An optional :class:`InnerProductScreen`
 (:mod:`gps_env.selectors.screen`: float32 or bfloat16) lets it read large pools a few times per batch instead
-of once per pick, with the same result. :func:`greedy_maxmin` is the max-min form of the group's earlier
-code (PDTS): each pick is rewarded by its distance to the *nearest* prompt already picked. Pure numpy.
+of once per pick, with the same result. The max-min form of the group's earlier code (PDTS),
+:func:`~gps_env.selectors.maxmin.greedy_maxmin`, is in :mod:`gps_env.selectors.maxmin`. Pure numpy.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ from gps_env.selectors.optimizers import _check_count
 #: next) and how many of the best approximate gains the speculation simulates the greedy over.
 SPECULATE = 32
 LOOKAHEAD = 128
+#: A candidate set of at least this many rows is screened too (a float32 screen over the copied rows), by both
+#: greedies: below it one product per pick is faster (``python benchmarks/candidate_screen.py``: 0.44x at
+#: 1,024 rows, 0.70x at 2,048, 1.53x at 4,096, at B = 256).
+SCREEN_MIN_CANDIDATES = 4096
 
 
 def _distances_to(e: np.ndarray, anchors_sum: np.ndarray, count: int, kind: str, anchors: np.ndarray | None,
@@ -53,10 +57,16 @@ TIE = 1e-6
 def _tie_tolerance(lw: float, size: int, running: np.ndarray, lam: float, b: int,
                    previous_sum: np.ndarray | None, previous_count: int) -> float:
     """How far below the best gain a pick still ties: TIE times the scale of the float32 products in it."""
-    tol = lw * TIE * (size + float(np.linalg.norm(running)))
+    tol = lw * TIE * (size + _norm(running))
     if previous_sum is not None and lam > 0:
-        tol += 0.5 * lam * TIE * (previous_count + float(np.linalg.norm(previous_sum))) / (b * previous_count)
+        tol += 0.5 * lam * TIE * (previous_count + _norm(previous_sum)) / (b * previous_count)
     return tol
+
+
+def _norm(x: np.ndarray) -> float:
+    """``float(np.linalg.norm(x))`` of a 1-D vector, bit for bit (numpy computes ``sqrt(x.dot(x))`` there),
+    without its argument handling: the greedy asks for a few norms per pick."""
+    return float(np.sqrt(x.dot(x)))
 
 
 def _first_best(values: np.ndarray, tol: float) -> int:
@@ -115,7 +125,9 @@ def greedy_diverse(
     ``screen`` (cosine, whole pool, λ > 0): approximate products ``E @ v`` with an error bound, e.g.
     :class:`gps_env.selectors.screen.Float32Screen`. The greedy then reads the pool through the screen, a
     few times per batch instead of once per pick, and computes the exact gains only for the prompts the
-    bound cannot rule out: the same batch as without a screen (see :func:`_screened_greedy`).
+    bound cannot rule out: the same batch as without a screen (see :func:`_screened_greedy`). A candidate
+    set of ``SCREEN_MIN_CANDIDATES`` rows or more is screened the same way without being asked (a float32
+    screen over its rows): the same batch, faster.
 
     Returns ``(indices, terms)`` with the batch's ``utility``, ``dispersion`` and ``inter_step`` terms.
     """
@@ -123,9 +135,18 @@ def greedy_diverse(
         raise ValueError(f"distance must be 'cosine' or 'chordal', got {distance!r}")
     u, e, pool = _checked_inputs(utilities, embeddings, b, lam, candidates)
     ec, uc = (e, u) if candidates is None else (e[pool], u[pool])  # no 40 MB copy for the whole pool
-    if screen is not None and candidates is None and distance == "cosine" and lam > 0 and b > 1:
-        picked_rows = _screened_greedy(u, e, b, lam, previous, screen)
-        return picked_rows, batch_terms(u, embeddings, picked_rows, previous, distance)
+    if distance == "cosine" and lam > 0 and b > 1:
+        previous_rows = None
+        if previous is not None and len(previous) > 0:  # rows outside a candidate set, so checked here
+            previous_rows = _finite(e[np.asarray(previous, dtype=np.int64)])
+        if screen is not None and candidates is None:
+            picked_rows = _screened_greedy(u, e, b, lam, previous_rows, screen)
+            return picked_rows, batch_terms(u, embeddings, picked_rows, previous, distance)
+        if candidates is not None and pool.shape[0] >= SCREEN_MIN_CANDIDATES:
+            from gps_env.selectors.screen import Float32Screen  # torch, only where it is used
+
+            chosen = pool[_screened_greedy(uc, ec, b, lam, previous_rows, Float32Screen(ec))]
+            return chosen, batch_terms(u, embeddings, chosen, previous, distance)
     pair_weight = 2.0 / (b * (b - 1)) if b > 1 else 0.0
     # Modular part: utility plus the inter-step term (distance to the previous batch, one mat-vec).
     modular = uc / b
@@ -153,59 +174,6 @@ def greedy_diverse(
     return chosen.astype(np.int64), batch_terms(u, embeddings, chosen, previous, distance)
 
 
-def greedy_maxmin(
-    utilities: np.ndarray,
-    embeddings: np.ndarray,
-    b: int,
-    lam: float,
-    previous: np.ndarray | None = None,
-    candidates: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Greedy max-min diversification with utility (the rule of thu-rllab/PDTS, ``msd_diversified_score``).
-
-    Picks one prompt at a time, each the argmax over the prompts not yet picked of
-
-        ½·u_τ + λ · min_{s ∈ S ∪ P} d(τ, s)            (d = 1 − cos on L2-normalised embeddings)
-
-    with ``S`` the picks so far and ``P`` the previous batch (the min over an empty set is 0, so without a
-    previous batch the first pick is the best utility). Unlike the max-sum form, a prompt next to *any* pick
-    or to any prompt of the previous batch gains nothing from diversity: re-picking last step's prompts, or
-    filling the batch from one dense region, costs up to λ per pick. PDTS has no previous-batch term and
-    uses raw Euclidean features; the term and the cosine distance are ours (as in :func:`greedy_diverse`).
-    Each pick costs one (N × d) mat-vec (the running minimum is updated with the newest pick).
-
-    Returns ``(indices, terms)`` with the batch's ``utility``, ``dispersion`` and ``inter_step`` terms (the
-    means of :func:`gps_env.metrics.batch_terms`, so the two forms are logged alike) and ``min_distance``,
-    the smallest distance between two picks.
-    """
-    u, e, pool = _checked_inputs(utilities, embeddings, b, lam, candidates)
-    ec, uc = (e, u) if candidates is None else (e[pool], u[pool])
-    nearest = np.zeros(pool.shape[0], dtype=np.float64)  # min distance to S ∪ P (0 while both are empty)
-    anchored = False
-    if previous is not None and len(previous) > 0 and lam > 0:
-        p = e[np.asarray(previous, dtype=np.int64)]
-        nearest = (1.0 - _finite(ec @ p.T)).min(axis=1).astype(np.float64)
-        anchored = True
-    half = 0.5 * uc
-    picked: list[int] = []
-    for _ in range(b):
-        gain = half + lam * nearest
-        gain[picked] = -np.inf
-        best = int(np.argmax(gain))
-        picked.append(best)
-        if lam > 0:
-            to_best = (1.0 - _finite(ec @ ec[best])).astype(np.float64)
-            nearest = np.minimum(nearest, to_best) if anchored else to_best
-            anchored = True
-    _finite(ec[picked])
-    chosen = pool[np.asarray(picked)].astype(np.int64)
-    terms = batch_terms(u, embeddings, chosen, previous, "cosine")
-    rows = e[chosen].astype(np.float64)
-    pair = 1.0 - rows @ rows.T
-    terms["min_distance"] = float(pair[np.triu_indices(b, 1)].min()) if b > 1 else 0.0
-    return chosen, terms
-
-
 class InnerProductScreen(Protocol):
     """Approximate inner products of every pool row with a few vectors, and a bound on their error.
 
@@ -220,9 +188,11 @@ class InnerProductScreen(Protocol):
     def __call__(self, vectors: np.ndarray) -> Sequence[np.ndarray]: ...
 
 
-def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous: np.ndarray | None,
+def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous_rows: np.ndarray | None,
                      screen: InnerProductScreen) -> np.ndarray:
-    """:func:`greedy_diverse` (cosine, whole pool, λ > 0, b > 1) reading the pool through a screen.
+    """:func:`greedy_diverse` (cosine, λ > 0, b > 1) over the rows of ``e`` (the pool, or a candidate set's
+    rows), reading them through a screen built on ``e``; ``previous_rows``: the previous batch's embeddings.
+    Returns row indices into ``e``.
 
     Each pick's gain is ``half_τ + λw·(|S| − e_τ · R)`` with ``R`` the running sum of the picks. Screened
     gains ``ĝ`` come from the screen's products, within ``δ`` of the exact ones; the exact gain of the best
@@ -237,9 +207,8 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous:
     lw = lam * pair_weight
     fp32_slack = 1e-5  # the exact gains are float32 products: their own rounding, relative to |S| + ||R||
 
-    p = psum = None
-    if previous is not None and len(previous) > 0:
-        p = e[np.asarray(previous, dtype=np.int64)]
+    p, psum = previous_rows, None
+    if p is not None:
         psum = p.sum(axis=0)
     half_exact = np.full(n, np.nan)
 
@@ -248,7 +217,7 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous:
         if missing.size:
             modular = u[missing] / b
             if p is not None:
-                modular = modular + lam * _distances_to(e[missing], psum, p.shape[0], "cosine", p) / (b * p.shape[0])
+                modular = modular + lam * (p.shape[0] - _row_dots(e, missing, psum)) / (b * p.shape[0])
             half_exact[missing] = 0.5 * modular
         return half_exact[rows]
 
@@ -260,7 +229,7 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous:
     column_of = {int(row): j + (p is not None) for j, row in enumerate(ahead)}
     if p is not None:
         half = half + 0.5 * lam * (p.shape[0] - columns[0].astype(np.float64)) / (b * p.shape[0])
-        half_error = 0.5 * lam * (screen.rel_error + fp32_slack) * float(np.linalg.norm(psum)) / (b * p.shape[0])
+        half_error = 0.5 * lam * (screen.rel_error + fp32_slack) * _norm(psum) / (b * p.shape[0])
 
     picked: list[int] = []
     running = np.zeros(e.shape[1], dtype=np.float32)
@@ -269,12 +238,12 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous:
     gain = half / lw
     gain_error = 0.0  # bound on |ĝ's products − e·R|
     for size in range(b):
-        delta = (half_error + lw * gain_error + lw * fp32_slack * (size + float(np.linalg.norm(running)))
+        delta = (half_error + lw * gain_error + lw * fp32_slack * (size + _norm(running))
                  + 1e-6 * lam / b)  # and an absolute floor for the float32 rounding of the inter-step term
         rows = np.flatnonzero(gain >= gain.max() - 2.0 * delta / lw)
         exact = exact_half(rows)
         if size:
-            exact = exact + lw * _distances_to(e[rows], running, size, "cosine", None)
+            exact = exact + lw * (size - _row_dots(e, rows, running))
         best = int(rows[_first_best(exact, _tie_tolerance(lw, size, running, lam, b, psum,
                                                            0 if p is None else p.shape[0]))])
         picked.append(best)
@@ -284,15 +253,39 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous:
             break
         if best in column_of:  # speculated: update ĝ from its column
             gain -= columns[column_of.pop(best)]
-            gain_error += screen.rel_error * float(np.linalg.norm(e[best]))
+            gain_error += screen.rel_error * _norm(e[best])
         else:  # a new screen call: products with R and with the expected next picks
             ahead = _lookahead(gain, e, 1.0, SPECULATE, LOOKAHEAD)
             columns = screen(np.concatenate([running[None], e[ahead]]))
             column_of = {int(row): j + 1 for j, row in enumerate(ahead)}
             gain = half / lw - columns[0]
             gain[picked] = -np.inf
-            gain_error = screen.rel_error * float(np.linalg.norm(running))
+            gain_error = screen.rel_error * _norm(running)
     return np.asarray(picked, dtype=np.int64)
+
+
+#: Rows per aligned block of the screened greedy's exact products. BLAS computes a row's product with a kernel
+#: chosen by the row's place in the matrix (rows left over after the kernel's groups of 4, 8 or 16 take another
+#: summation order), so a few rows gathered on their own would differ in the last bits from the same rows in
+#: the product over all rows, and a near-tie could then go the other way.
+ALIGN = 16
+
+
+def _row_dots(e: np.ndarray, rows: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``(e @ v)[rows]`` bit for bit, reading only the aligned blocks of ``ALIGN`` rows that hold ``rows``.
+
+    Each block is read in place (a slice), so every row keeps its place modulo ``ALIGN``; the matrix's last,
+    partial block is read after the whole block before it, so that it stays last and is never a matrix of
+    one row (numpy takes a dot product for those). With numpy's BLAS on one thread, as GPS runs the greedy;
+    tests/test_screen.py checks the identity on this machine's BLAS."""
+    out = np.empty(rows.shape[0], dtype=np.result_type(e.dtype, v.dtype))
+    blocks = rows // ALIGN
+    for block in np.unique(blocks) if rows.shape[0] > 1 else blocks:
+        start = int(block) * ALIGN
+        first = start - ALIGN if start + ALIGN > e.shape[0] and start > 0 else start
+        inside = blocks == block
+        out[inside] = (e[first : start + ALIGN] @ v)[rows[inside] - first]
+    return out
 
 
 def _lookahead(gain: np.ndarray, e: np.ndarray, lw: float, k: int, m: int) -> np.ndarray:

@@ -53,9 +53,12 @@ def _checked(embeddings: np.ndarray) -> tuple[np.ndarray, float]:
         raise ValueError(f"embeddings must be (N, d), got shape {e.shape}")
     if e.shape[1] > 4096:
         raise ValueError(f"the error bound assumes d <= 4096, got d = {e.shape[1]}")
-    if not np.isfinite(e).all():  # then every product is finite
+    # squared row norms in float64 (no float32 value overflows there): NaN or inf in a row makes its own so,
+    # so one pass checks finiteness and finds the largest norm
+    squared = np.einsum("ij,ij->i", e, e, dtype=np.float64)
+    if not np.isfinite(squared).all():  # then every product is finite
         raise ValueError("embeddings must be finite (no NaN or inf)")
-    return e, float(np.sqrt((e.astype(np.float64) ** 2).sum(axis=1).max(initial=0.0)))
+    return e, float(np.sqrt(squared.max(initial=0.0)))
 
 
 class Float32Screen:
@@ -66,15 +69,15 @@ class Float32Screen:
         embeddings: (N, d) float32 pool embeddings, read in place (not copied: the caller must not change
             them while the screen is in use).
 
-    ``rel_error`` is ``2 d 2^-24`` times the largest row norm: float32 rounding only.
+    ``rel_error`` is ``2 d 2^-24`` times ``largest_norm``, the largest row norm: float32 rounding only.
     """
 
     def __init__(self, embeddings: np.ndarray) -> None:
         import torch
 
-        e, largest_norm = _checked(embeddings)
+        e, self.largest_norm = _checked(embeddings)
         self._e = torch.from_numpy(e)
-        self.rel_error = F32_REL_ERROR_PER_DIM * e.shape[1] * largest_norm
+        self.rel_error = F32_REL_ERROR_PER_DIM * e.shape[1] * self.largest_norm
 
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
         """(k, d) vectors give a (k, N) array whose row j is the column ``E @ vectors[j]``."""
@@ -91,16 +94,16 @@ class BFloat16Screen:
     Args:
         embeddings: (N, d) float32 pool embeddings; copied once to bfloat16 (N·d·2 bytes).
 
-    ``rel_error`` is ``BF16_REL_ERROR`` times the largest row norm, so that
+    ``rel_error`` is ``BF16_REL_ERROR`` times ``largest_norm``, the largest row norm, so that
     ``|screen(v)[i, j] − E[i] · v[j]| <= rel_error · ||v[j]||`` holds for every row.
     """
 
     def __init__(self, embeddings: np.ndarray) -> None:
         import torch
 
-        e, largest_norm = _checked(embeddings)  # finite, so is every bfloat16 product (float32's range)
+        e, self.largest_norm = _checked(embeddings)  # finite, so is every bfloat16 product (float32's range)
         self._e = torch.from_numpy(e).to(torch.bfloat16)
-        self.rel_error = BF16_REL_ERROR * largest_norm
+        self.rel_error = BF16_REL_ERROR * self.largest_norm
 
     def __call__(self, vectors: np.ndarray) -> _Columns:
         import torch
