@@ -287,3 +287,22 @@ def test_gps_screens_large_pools_with_the_same_batches(make_env, monkeypatch, sc
         a, b = screened.act(obs), plain.act(obs)
         assert a["prompts"].tolist() == b["prompts"].tolist()
         obs, *_ = env.step(a)
+
+
+@pytest.mark.parametrize("greedy", [greedy_diverse, greedy_maxmin])
+@pytest.mark.parametrize("screened", [False, True])
+def test_a_huge_lam_is_refused_by_name_and_the_largest_allowed_picks_distinct_prompts(monkeypatch, greedy, screened):
+    """λ multiplies float32 products in float32: at about 1e39 the gains overflowed into NaN and a prompt could be
+    picked twice (hypothesis found it through GPS(lam=1.98e39)). Above MAX_LAM it is refused, naming lam."""
+    u, e = clustered_pool(3, 200, 16, duplicates=True)
+    monkeypatch.setattr(greedy_module, "SCREEN_MIN_CANDIDATES", 1 if screened else 10**9)
+    candidates, previous = np.arange(20, 52), np.arange(8)
+    with pytest.raises(ValueError, match="lam"):
+        greedy(u, e, 8, 1.98e39, previous=previous, candidates=candidates)
+    batch, _ = greedy(u, e, 8, greedy_module.MAX_LAM, previous=previous, candidates=candidates)
+    assert len(set(batch.tolist())) == 8 and set(batch.tolist()) <= set(candidates.tolist())
+
+
+def test_gps_refuses_a_huge_lam_by_name(make_env):
+    with pytest.raises(ValueError, match="lam"):
+        GPS(make_env(lenient=True, max_steps=2), seed=0, lam=1.98e39)

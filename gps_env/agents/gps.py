@@ -34,6 +34,7 @@ from gps_env.selectors import (
     utility,
 )
 from gps_env.selectors.calibration import isotonic_apply, isotonic_fit, platt_apply, platt_fit
+from gps_env.selectors.greedy import MAX_LAM
 from gps_env.selectors.screen import Float32Screen
 from gps_env.spec import AgentSpec
 
@@ -74,7 +75,7 @@ class GPS(SelectorAgent):
     Args:
         env: the env or its :class:`~gps_env.spec.AgentSpec` (reads the prompt embeddings).
         seed: seeds model initialisation, latent draws, candidate draws and tie-breaking.
-        lam: λ, weight of diversity (0.5 math-like, 1 logic-like in the paper; default 0.5).
+        lam: λ, weight of diversity (0.5 math-like, 1 logic-like in the paper; default 0.5; at most 1e30).
         target: γ* of the utility.
         inter_step: include the distance-to-previous-batch term (ablation: False).
         ppm: model config, a ``PPMConfig`` or a mapping of its fields (``{"latent_mode": "none"}`` is the
@@ -138,7 +139,7 @@ class GPS(SelectorAgent):
         if candidates is not None:
             candidate_count(candidates, self.batch_size, self.pool_size, name="candidates")
         self.candidates = candidates
-        check_number("lam", lam, 0.0)
+        check_number("lam", lam, 0.0, MAX_LAM)
         check_number("target", target, 0.0, 1.0)
         check_bool("inter_step", inter_step)
         check_choice("distance", distance, ("cosine", "chordal"))

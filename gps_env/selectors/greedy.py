@@ -25,6 +25,9 @@ from gps_env.selectors.optimizers import _check_count
 #: next) and how many of the best approximate gains the speculation simulates the greedy over.
 SPECULATE = 32
 LOOKAHEAD = 128
+#: The largest λ: the gains multiply float32 products by λ in float32, which overflows (and turns gains into NaN,
+#: so that a prompt could be picked twice) from about 1e38; at 1e30 a utility of size 1 is already nothing.
+MAX_LAM = 1e30
 #: A candidate set of at least this many rows is screened too (a float32 screen over the copied rows), by both
 #: greedies: below it one product per pick is faster (``python benchmarks/candidate_screen.py``: 0.44x at
 #: 1,024 rows, 0.70x at 2,048, 1.53x at 4,096, at B = 256).
@@ -85,8 +88,8 @@ def _finite(values: np.ndarray) -> np.ndarray:
 def _checked_inputs(utilities: np.ndarray, embeddings: np.ndarray, b: int, lam: float,
                     candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Both greedies' arguments as (float64 utilities, float32 embeddings, candidate ids), or ``ValueError``."""
-    if lam < 0 or not np.isfinite(lam):
-        raise ValueError(f"lam must be finite and >= 0, got {lam}")
+    if not 0 <= lam <= MAX_LAM:  # also NaN
+        raise ValueError(f"lam must be a finite number in [0, {MAX_LAM:g}], got {lam}")
     u = np.asarray(utilities, dtype=np.float64)
     e = np.asarray(embeddings, dtype=np.float32)
     if e.ndim != 2 or e.shape[0] != u.shape[0]:
