@@ -281,14 +281,24 @@ def _row_dots(e: np.ndarray, rows: np.ndarray, v: np.ndarray) -> np.ndarray:
     partial block is read after the whole block before it, so that it stays last and is never a matrix of
     one row (numpy takes a dot product for those). With numpy's BLAS on one thread, as GPS runs the greedy;
     tests/test_screen.py checks the identity on this machine's BLAS."""
+    if rows.shape[0] == 1:  # the usual window (a few numpy calls fewer: the greedy makes one or two a pick)
+        row = int(rows[0])
+        first = _block_start(row, e.shape[0])
+        return (e[first : row // ALIGN * ALIGN + ALIGN] @ v)[row - first : row - first + 1]
     out = np.empty(rows.shape[0], dtype=np.result_type(e.dtype, v.dtype))
     blocks = rows // ALIGN
-    for block in np.unique(blocks) if rows.shape[0] > 1 else blocks:
-        start = int(block) * ALIGN
-        first = start - ALIGN if start + ALIGN > e.shape[0] and start > 0 else start
+    for block in np.unique(blocks):
+        first = _block_start(int(block) * ALIGN, e.shape[0])
         inside = blocks == block
-        out[inside] = (e[first : start + ALIGN] @ v)[rows[inside] - first]
+        out[inside] = (e[first : int(block) * ALIGN + ALIGN] @ v)[rows[inside] - first]
     return out
+
+
+def _block_start(row: int, n: int) -> int:
+    """Where :func:`_row_dots` starts reading ``row``'s block: the block's start, or the whole block before it
+    when the block is the matrix's last and partial."""
+    start = row // ALIGN * ALIGN
+    return start - ALIGN if start + ALIGN > n and start > 0 else start
 
 
 def _lookahead(gain: np.ndarray, e: np.ndarray, lw: float, k: int, m: int) -> np.ndarray:
