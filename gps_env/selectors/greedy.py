@@ -200,10 +200,11 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous_
     Each pick's gain is ``half_τ + λw·(|S| − e_τ · R)`` with ``R`` the running sum of the picks. Screened
     gains ``ĝ`` come from the screen's products, within ``δ`` of the exact ones; the exact gain of the best
     prompt is at least ``max ĝ − δ``, so only prompts with ``ĝ >= max ĝ − 2δ`` (a few dozen) can be picked
-    and only they get exact gains, computed as the unscreened greedy computes them: the same batch, ties
-    included. One screen call returns the products with ``R`` and with the ``SPECULATE`` prompts the greedy
-    is expected to pick next (it is simulated over the ``LOOKAHEAD`` best gains); while the picks stay among
-    them, ``ĝ`` is updated from their columns and the pool is not read again.
+    and only they get exact gains, computed as the unscreened greedy computes them, bit for bit
+    (:func:`_row_dots`): the same batch, ties included. One screen call returns the products with ``R`` and
+    with the ``SPECULATE`` prompts the greedy is expected to pick next (it is simulated over the ``LOOKAHEAD``
+    best gains); while the picks stay among them, ``ĝ`` is updated from their columns and the pool is not
+    read again.
     """
     n = u.shape[0]
     pair_weight = 2.0 / (b * (b - 1))
