@@ -57,12 +57,14 @@ def _distances_to(e: np.ndarray, anchors_sum: np.ndarray, count: int, kind: str,
 TIE = 1e-6
 
 
-def _tie_tolerance(lw: float, size: int, running: np.ndarray, lam: float, b: int,
-                   previous_sum: np.ndarray | None, previous_count: int) -> float:
-    """How far below the best gain a pick still ties: TIE times the scale of the float32 products in it."""
-    tol = lw * TIE * (size + _norm(running))
-    if previous_sum is not None and lam > 0:
-        tol += 0.5 * lam * TIE * (previous_count + _norm(previous_sum)) / (b * previous_count)
+def _tie_tolerance(lw: float, size: int, running_norm: float, lam: float, b: int,
+                   previous_norm: float | None, previous_count: int) -> float:
+    """How far below the best gain a pick still ties: TIE times the scale of the float32 products in it
+    (``running_norm``, ``previous_norm``: the norms of the picks' and of the previous batch's sums, None:
+    no previous batch)."""
+    tol = lw * TIE * (size + running_norm)
+    if previous_norm is not None and lam > 0:
+        tol += 0.5 * lam * TIE * (previous_count + previous_norm) / (b * previous_count)
     return tol
 
 
@@ -138,26 +140,26 @@ def greedy_diverse(
         raise ValueError(f"distance must be 'cosine' or 'chordal', got {distance!r}")
     u, e, pool = _checked_inputs(utilities, embeddings, b, lam, candidates)
     ec, uc = (e, u) if candidates is None else (e[pool], u[pool])  # no 40 MB copy for the whole pool
+    p = None  # the previous batch's rows (outside a candidate set, so checked here)
+    if previous is not None and len(previous) > 0 and lam > 0:
+        p = _finite(e[np.asarray(previous, dtype=np.int64)])
     if distance == "cosine" and lam > 0 and b > 1:
-        previous_rows = None
-        if previous is not None and len(previous) > 0:  # rows outside a candidate set, so checked here
-            previous_rows = _finite(e[np.asarray(previous, dtype=np.int64)])
         if screen is not None and candidates is None:
-            picked_rows = _screened_greedy(u, e, b, lam, previous_rows, screen)
+            picked_rows = _screened_greedy(u, e, b, lam, p, screen)
             return picked_rows, batch_terms(u, embeddings, picked_rows, previous, distance)
         if candidates is not None and pool.shape[0] >= SCREEN_MIN_CANDIDATES:
             from gps_env.selectors.screen import Float32Screen  # torch, only where it is used
 
-            chosen = pool[_screened_greedy(uc, ec, b, lam, previous_rows, Float32Screen(ec))]
+            chosen = pool[_screened_greedy(uc, ec, b, lam, p, Float32Screen(ec))]
             return chosen, batch_terms(u, embeddings, chosen, previous, distance)
     pair_weight = 2.0 / (b * (b - 1)) if b > 1 else 0.0
     # Modular part: utility plus the inter-step term (distance to the previous batch, one mat-vec).
     modular = uc / b
-    psum, count = None, 0
-    if previous is not None and len(previous) > 0 and lam > 0:
-        p = e[np.asarray(previous, dtype=np.int64)]
+    psum_norm, count = None, 0
+    if p is not None:
         psum, count = p.sum(axis=0), p.shape[0]
-        # the first distances read every candidate row (and the previous batch's): they are checked
+        psum_norm = _norm(psum)
+        # the first distances read every candidate row: they are checked
         modular = modular + lam * _distances_to(ec, psum, count, distance, p, check=True) / (b * count)
     picked: list[int] = []
     running = np.zeros(e.shape[1], dtype=np.float32)  # float32 like E: a float64 vector would upcast E every pick
@@ -168,7 +170,7 @@ def greedy_diverse(
         if size and lam > 0:
             anchors = ec[picked] if distance == "chordal" else None  # cosine reads only the running sum
             gain = half_modular + lw * _distances_to(ec, running, size, distance, anchors, check=size == 1)
-        best = _first_best(gain, _tie_tolerance(lw, size, running, lam, b, psum, count))
+        best = _first_best(gain, _tie_tolerance(lw, size, _norm(running), lam, b, psum_norm, count))
         picked.append(best)
         half_modular[best] = -np.inf
         running += ec[best]
@@ -211,9 +213,10 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous_
     lw = lam * pair_weight
     fp32_slack = 1e-5  # the exact gains are float32 products: their own rounding, relative to |S| + ||R||
 
-    p, psum = previous_rows, None
+    p, psum, psum_norm = previous_rows, None, None
     if p is not None:
         psum = p.sum(axis=0)
+        psum_norm = _norm(psum)
     half_exact = np.full(n, np.nan)
 
     def exact_half(rows: np.ndarray) -> np.ndarray:
@@ -233,7 +236,7 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous_
     column_of = {int(row): j + (p is not None) for j, row in enumerate(ahead)}
     if p is not None:
         half = half + 0.5 * lam * (p.shape[0] - columns[0].astype(np.float64)) / (b * p.shape[0])
-        half_error = 0.5 * lam * (screen.rel_error + fp32_slack) * _norm(psum) / (b * p.shape[0])
+        half_error = 0.5 * lam * (screen.rel_error + fp32_slack) * psum_norm / (b * p.shape[0])
 
     picked: list[int] = []
     running = np.zeros(e.shape[1], dtype=np.float32)
@@ -242,13 +245,14 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous_
     gain = half / lw
     gain_error = 0.0  # bound on |ĝ's products − e·R|
     for size in range(b):
-        delta = (half_error + lw * gain_error + lw * fp32_slack * (size + _norm(running))
+        running_norm = _norm(running)
+        delta = (half_error + lw * gain_error + lw * fp32_slack * (size + running_norm)
                  + 1e-6 * lam / b)  # and an absolute floor for the float32 rounding of the inter-step term
         rows = np.flatnonzero(gain >= gain.max() - 2.0 * delta / lw)
         exact = exact_half(rows)
         if size:
             exact = exact + lw * (size - _row_dots(e, rows, running))
-        best = int(rows[_first_best(exact, _tie_tolerance(lw, size, running, lam, b, psum,
+        best = int(rows[_first_best(exact, _tie_tolerance(lw, size, running_norm, lam, b, psum_norm,
                                                            0 if p is None else p.shape[0]))])
         picked.append(best)
         running += e[best]
@@ -264,7 +268,7 @@ def _screened_greedy(u: np.ndarray, e: np.ndarray, b: int, lam: float, previous_
             column_of = {int(row): j + 1 for j, row in enumerate(ahead)}
             gain = half / lw - columns[0]
             gain[picked] = -np.inf
-            gain_error = screen.rel_error * _norm(running)
+            gain_error = screen.rel_error * _norm(running)  # running has changed since running_norm
     return np.asarray(picked, dtype=np.int64)
 
 
