@@ -4,7 +4,8 @@
         --readings gps gps-pool gps-c16 gps-min gps-thompson gps-warmup gps-pdts gps-m
 
 Each reading is a registry name (``gps-env bench --help`` lists them) or ``name:key=value,...`` for a GPS
-setting the registry does not name, e.g. ``gps:lam=0.1`` or ``gps-m:strength=8,candidates=None``. Every reading runs the
+setting the registry does not name, e.g. ``gps:lam=0.1``, ``gps-m:strength=8,candidates=None`` or
+``gps:ppm.updates=8`` (a field of the PPM's config). Every reading runs the
 public loop on the same world and seeds for ``--steps`` steps (no probes: matched rollouts), evaluates once at
 the end and prints, per reading, the seed-mean final held-out accuracy and its paired difference from uniform
 (95% t interval), the distinct prompts picked, the ESR per window of steps, and the share of picks per task.
@@ -32,8 +33,12 @@ def build(reading: str, env: PromptSelectionEnv, seed: int):
     kwargs = {}
     for item in filter(None, settings.split(",")):
         key, _, value = item.partition("=")
-        kwargs[key] = None if value == "None" else (value if not value.replace(".", "", 1).isdigit()
-                                                     else (float(value) if "." in value else int(value)))
+        parsed = None if value == "None" else (value if not value.replace(".", "", 1).isdigit()
+                                               else (float(value) if "." in value else int(value)))
+        if key.startswith("ppm."):  # a PPMConfig field: ppm.updates=8
+            kwargs.setdefault("ppm", {})[key.removeprefix("ppm.")] = parsed
+        else:
+            kwargs[key] = parsed
     return SELECTORS[name](env, seed, **kwargs)
 
 
