@@ -29,10 +29,8 @@ def summarise(path: Path, batch_size: int) -> tuple[float, float, int, float] | 
     run = read_run(path)
     if run is None:
         return None
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    esr = np.array([r["esr"] for r in lines if r["type"] == "step"], dtype=float)
-    final = [r for r in lines if r["type"] == "eval"][-1]["accuracy"]
-    return float(esr.sum() * batch_size), float(esr.mean()), len(esr), float(final)
+    esr = np.array([r["esr"] for r in run["steps"]], dtype=float)
+    return float(esr.sum() * batch_size), float(esr.mean()), len(esr), float(run["evals"][-1]["accuracy"])
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ from scipy import stats
 from gps_env import PromptSelectionEnv
 from gps_env.agents import GPS, Uniform
 from gps_env.bench.config import WORLDS
+from gps_env.spec import AgentSpec
 
 Predictor = tuple[Callable[[np.ndarray, np.ndarray, int], None], Callable[[np.ndarray], np.ndarray]]
 
@@ -200,7 +201,7 @@ def main() -> None:
                              **WORLDS[args.world])
     if args.sample > len(env.pool) or args.sample < 4 * env.batch_size:
         parser.error(f"--sample must be in [{4 * env.batch_size}, {len(env.pool)}]")
-    embeddings = GPS(env, 0).embeddings
+    embeddings = AgentSpec.of(env).embeddings
     names = ["GPS's PPM (default)", "PPM, 8 updates over 16 batches", "cosine 32-NN of seen prompts",
              "task mean, last 5 steps (privileged)"]
     replayed: dict[str, list[dict]] = {name: [] for name in names}
