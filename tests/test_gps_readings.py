@@ -177,6 +177,52 @@ def test_cooldown_state_round_trip_and_a_bad_last_pick_is_refused():
             b.load_state_dict(state)
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), candidates=st.sampled_from([1, 2, 4, 5]), cooldown=st.sampled_from([0, 2]))
+def test_epoch_order_deals_each_prompt_once_per_epoch(seed, candidates, cooldown):
+    """Candidate sets dealt from a shuffled epoch are disjoint within it, so are the batches picked from them."""
+    per_epoch = N // ((candidates + cooldown) * B)  # sets surely dealt from the first pass (the cooldown's
+    # prompts are skipped as they come: up to cooldown·B more of the pass per set)
+    steps = per_epoch + 2
+    env = world(max_steps=steps)
+    agent = GPS(env, seed=seed, ppm=SMALL, candidates=candidates, candidate_order="epoch", cooldown=cooldown)
+    batches = run(env, agent, steps, seed=seed)
+    for batch in batches:
+        assert_valid(batch)
+    first_epoch = np.concatenate(batches[:per_epoch])
+    assert np.unique(first_epoch).size == first_epoch.size
+    if not cooldown:  # the queue holds what the first sets left of the pool, then the next epoch's rest
+        assert agent.candidate_queue.size < N and np.unique(agent.candidate_queue).size == agent.candidate_queue.size
+
+
+def test_epoch_order_state_round_trip_and_bad_settings_are_refused():
+    env = world(max_steps=6)
+    a = GPSMemory(env, seed=1, ppm=SMALL, candidate_order="epoch")
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        obs, *_ = env.step(a.act(obs))
+    assert a.candidate_queue.size == N - 3 * 4 * B
+    b = GPSMemory(env, seed=7, ppm=SMALL, candidate_order="epoch")
+    b.load_state_dict(a.state_dict())
+    assert np.array_equal(b.candidate_queue, a.candidate_queue)
+    assert np.array_equal(prompts_of(a.act(obs)), prompts_of(b.act(obs)))
+    for bad, match in ((np.array([0, 0]), "repeats"), (np.array([N]), "outside"), (np.array([0.5]), "integers")):
+        state = a.state_dict()
+        state["candidate_queue"] = bad
+        before = b.state_dict()
+        with pytest.raises(ValueError, match="candidate_queue"):
+            b.load_state_dict(state)
+        with pytest.raises(ValueError, match=match):
+            b.load_state_dict(state)
+        assert np.array_equal(b.state_dict()["candidate_queue"], before["candidate_queue"])
+    assert GPS(env).candidate_order == "random"
+    for bad in ("epochs", None, 1):
+        with pytest.raises(ValueError, match="candidate_order"):
+            GPS(env, candidate_order=bad)
+    with pytest.raises(ValueError, match="candidate_order"):
+        GPS(env, candidates=None, candidate_order="epoch")
+
+
 # ------------------------------------------------------------------------------------------------ GPS-M
 def obs_of(batch, rewards, step):
     return {"last_batch": np.asarray(batch, np.int64), "last_rewards": np.asarray(rewards, np.float32),

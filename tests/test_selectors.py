@@ -14,6 +14,7 @@ from gps_env.metrics import batch_terms, spearman
 from gps_env.selectors import (
     band_filter,
     candidate_count,
+    deal_candidates,
     draw_candidates,
     greedy_diverse,
     pairing_choice,
@@ -244,3 +245,25 @@ def test_draw_candidates_draws_what_the_inline_choices_drew(seed, ratio, b, n):
     assert drawn.tolist() == expected.tolist()
     assert learned.random() == inline.random()
     assert np.unique(drawn).size == drawn.size and ((drawn >= 0) & (drawn < n)).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=seeds, n=st.integers(1, 300), data=st.data())
+def test_deal_candidates_is_a_run_of_shuffled_epochs(seed, n, data):
+    """Every prefix of what is dealt holds each prompt as often as any other, give or take one; a set never
+    repeats a prompt; ``allowed`` filters what is dealt and caps the set's size."""
+    rng, queue, dealt = np.random.default_rng(seed), np.empty(0, np.int64), []
+    for count in data.draw(st.lists(st.integers(1, n), min_size=1, max_size=12)):
+        got, queue = deal_candidates(rng, queue, n, count)
+        assert got.size == count and np.unique(got).size == count and got.dtype == np.int64
+        assert ((queue >= 0) & (queue < n)).all() and np.unique(queue).size == queue.size
+        dealt.extend(got.tolist())
+        counts = np.bincount(dealt, minlength=n)
+        assert counts.max() - counts.min() <= 1
+    allowed = np.asarray(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    count = data.draw(st.integers(1, n))
+    got, rest = deal_candidates(rng, queue, n, count, allowed)
+    assert got.size == min(count, allowed.sum()) and allowed[got].all() and np.unique(got).size == got.size
+    again = np.random.default_rng(seed)
+    first, _ = deal_candidates(again, np.empty(0, np.int64), n, n)
+    assert sorted(first.tolist()) == list(range(n))

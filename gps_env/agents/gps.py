@@ -1,4 +1,8 @@
-"""GPS: generalizable predictive prompt selection (a PPM, a utility, and a diverse greedy batch)."""
+"""GPS: generalizable predictive prompt selection (a PPM, a utility, and a diverse greedy batch).
+
+Just over 400 lines: every reading of the paper's rule is an argument of this one agent (docs/gps.md), and its
+checkpoint validation has to know them all.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from gps_env.metrics import calibration_error
 from gps_env.models import PPM, PPMConfig
 from gps_env.selectors import (
     candidate_count,
+    deal_candidates,
     draw_candidates,
     greedy_diverse,
     greedy_maxmin,
@@ -42,6 +47,16 @@ from gps_env.spec import AgentSpec
 SCREEN_MIN_POOL = 8192
 
 
+def _pairs(name: str, value: Any, most: int, parts: str) -> list | tuple | deque:
+    """``value`` if it is a list of at most ``most`` pairs, else ``ValueError`` naming the state key."""
+    if not isinstance(value, list | tuple | deque) or len(value) > most:
+        raise ValueError(f"state {name!r} must be a list of at most {most} ({parts}) pairs, got {describe(value)}")
+    for i, entry in enumerate(value):
+        if not isinstance(entry, list | tuple) or len(entry) != 2:
+            raise ValueError(f"state {name!r} entry {i} must be a ({parts}) pair, got {describe(entry)}")
+    return value
+
+
 class GPS(SelectorAgent):
     """Predict prompts' success from shared history; pick a useful, diverse batch (Qu et al., 2026).
 
@@ -51,7 +66,8 @@ class GPS(SelectorAgent):
         each step t:
             observe the last batch B_{t-1} and its success s_{t-1}
                 ELBO ascent on the PPM: `updates` Adam steps over the newest `replay` (H, batch) pairs
-            C   = 4B prompts drawn at random                     # `candidates` (None: the whole pool), none
+            C   = 4B prompts drawn at random                     # `candidates` (None: the whole pool) and
+                                                                 # `candidate_order`; none
                                                                  # picked in the last `cooldown` steps (ours;
                                                                  # the warmup's uniform batches too)
             γ̂_C = PPM.predict(E[C] | H = (E[B_{t-1}], s_{t-1}))  # mean over M prior draws (`draws`)
@@ -84,6 +100,8 @@ class GPS(SelectorAgent):
         embeddings: override the pool's WordLlama embeddings (N, d), e.g. for studies at scale.
         candidates: a multiple of B (default 4): that many random candidates are drawn each step and only they
             are predicted and scored; None: the whole pool.
+        candidate_order: ``"random"`` (default: a fresh random set each step) or ``"epoch"``: the next slice of a
+            shuffled epoch, as the group's verl code deals its dataloader's batches (``deal_candidates``).
         diversity: ``"sum"`` (default: mean distances, the paper's Eqs. 12–14) or ``"min"`` (each pick's
             distance to the nearest pick or previous-batch prompt, PDTS's ``msd_diversified_score``).
         warmup: the first ``warmup`` steps pick B prompts uniformly at random (PDTS: the first 10%); the PPM
@@ -104,9 +122,9 @@ class GPS(SelectorAgent):
 
     State: ``rng``, ``learnt_step``, the PPM's ``model`` and Adam ``optimizer`` state dicts, the latent draws'
     torch ``generator`` state, the ``history`` of (batch (B,) ids, success (B,)) pairs the PPM trains on,
-    ``steps_seen`` (batches ever observed), ``last_pick`` ((N,) the ``steps_seen`` at which each prompt was last
-    picked, −1: never), ``calibration_data`` ((prediction, success) pairs) and ``pending``
-    (the raw γ̂ of the batch awaiting its outcome, (B,), or empty).
+    ``steps_seen`` (batches ever observed), ``candidate_queue`` (the rest of the epoch, ids; empty when random),
+    ``last_pick`` ((N,) the ``steps_seen`` at which each prompt was last picked, −1: never), ``calibration_data``
+    ((prediction, success) pairs) and ``pending`` (the raw γ̂ of the batch awaiting its outcome, (B,), or empty).
 
     The utility is scaled to [−1, 0] (divided by max(γ*, 1 − γ*)²; ours) so that λ weighs a unit-range
     utility against distances of order 1; with the raw (γ̂ − γ*)² ∈ [0, 0.25] diversity swamped it.
@@ -114,7 +132,7 @@ class GPS(SelectorAgent):
 
     observation_keys = ("last_batch", "last_rewards")
     state_keys = (*SelectorAgent.state_keys, "model", "optimizer", "generator", "history", "steps_seen",
-                  "last_pick", "calibration_data", "pending")
+                  "candidate_queue", "last_pick", "calibration_data", "pending")
 
     def __init__(
         self,
@@ -134,11 +152,15 @@ class GPS(SelectorAgent):
         calibration_window: int = 16,
         acquisition: str = "target",
         cooldown: int = 0,
+        candidate_order: str = "random",
     ) -> None:
         super().__init__(env, seed)
         if candidates is not None:
             candidate_count(candidates, self.batch_size, self.pool_size, name="candidates")
         self.candidates = candidates
+        self.candidate_order = check_choice("candidate_order", candidate_order, ("random", "epoch"))
+        if candidate_order == "epoch" and candidates is None:
+            raise ValueError("candidate_order='epoch' deals candidate sets; candidates must be a number, not None")
         check_number("lam", lam, 0.0, MAX_LAM)
         check_number("target", target, 0.0, 1.0)
         check_bool("inter_step", inter_step)
@@ -189,6 +211,7 @@ class GPS(SelectorAgent):
         self.generator = torch.Generator().manual_seed(self.seed)
         self.history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.ppm_config.replay + 1)
         self.steps_seen = 0  # batches ever observed (the deque forgets, this does not)
+        self.candidate_queue = np.empty(0, dtype=np.int64)  # the rest of the epoch (candidate_order="epoch")
         self.last_pick = np.full(self.pool_size, -1, dtype=np.int64)  # steps_seen when last picked (-1: never)
         # (raw γ̂ of a batch when it was picked, its observed success): what the calibration map is fitted on
         self.calibration_data: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.calibration_window)
@@ -285,9 +308,10 @@ class GPS(SelectorAgent):
         return apply(self._calibration_map[1], gamma)
 
     def select(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        pool = None  # the prompts that may be picked (None: all of them)
+        pool = allowed = None  # the prompts that may be picked (None: all of them), and as a mask
         if self.cooldown:  # (ours) the prompts picked in the last `cooldown` steps sit out
-            pool = np.flatnonzero((self.last_pick < 0) | (self.steps_seen - self.last_pick > self.cooldown))
+            allowed = (self.last_pick < 0) | (self.steps_seen - self.last_pick > self.cooldown)
+            pool = np.flatnonzero(allowed)
         size = self.pool_size if pool is None else pool.size
         if self.steps_seen < self.warmup:  # (PDTS) the first steps are uniform; the PPM still learns from them
             drawn = self.rng.choice(size, self.batch_size, replace=False)
@@ -299,7 +323,11 @@ class GPS(SelectorAgent):
             self.log.append({"step": int(obs["step"][0]), **self.last_elbo, **self.last_calibration})
             return {"prompts": batch, "predictions": np.clip(self.calibrate(raw)[batch], 0.0, 1.0)}
         previous = self.history[-1][0] if (self.inter_step and self.history) else None
-        if self.candidates is not None:  # only the candidates are scored: N/|C| cheaper
+        if self.candidates is not None and self.candidate_order == "epoch":
+            count = candidate_count(self.candidates, self.batch_size, size, name="candidates")
+            pool, self.candidate_queue = deal_candidates(self.rng, self.candidate_queue, self.pool_size, count,
+                                                         allowed)
+        elif self.candidates is not None:  # only the candidates are scored: N/|C| cheaper
             drawn = draw_candidates(self.rng, size, self.batch_size, self.candidates, name="candidates")
             pool = drawn if pool is None else pool[drawn]
         raw = self._gamma(pool)
@@ -333,6 +361,7 @@ class GPS(SelectorAgent):
             "generator": self.generator.get_state(),
             "history": [(b.copy(), s.copy()) for b, s in self.history],
             "steps_seen": self.steps_seen,
+            "candidate_queue": self.candidate_queue.copy(),
             "last_pick": self.last_pick.copy(),
             "calibration_data": [(p.copy(), s.copy()) for p, s in self.calibration_data],
             "pending": self.pending.copy(),
@@ -352,27 +381,17 @@ class GPS(SelectorAgent):
         except (RuntimeError, TypeError, ValueError):
             raise ValueError("state 'generator' is not a valid torch generator state") from None
         history, maxlen = state["history"], self.ppm_config.replay + 1
-        if not isinstance(history, list | tuple | deque) or len(history) > maxlen:
-            raise ValueError(f"state 'history' must be a list of at most {maxlen} (batch, success) pairs, got "
-                             f"{describe(history)}")
-        for i, entry in enumerate(history):
-            if not isinstance(entry, list | tuple) or len(entry) != 2:
-                raise ValueError(f"state 'history' entry {i} must be a (batch, success) pair, got {describe(entry)}")
-            check_ids(f"history[{i}] batch", entry[0], self.batch_size, self.pool_size)
-            check_array(f"history[{i}] success", entry[1], (self.batch_size,), low=0.0, high=1.0)
+        for i, (batch, success) in enumerate(_pairs("history", history, maxlen, "batch, success")):
+            check_ids(f"history[{i}] batch", batch, self.batch_size, self.pool_size)
+            check_array(f"history[{i}] success", success, (self.batch_size,), low=0.0, high=1.0)
         steps_seen = check_integer("state 'steps_seen'", state["steps_seen"], 0)
         if len(history) != min(steps_seen, maxlen):
             raise ValueError(f"state 'history' holds {len(history)} batches, but 'steps_seen' = {steps_seen} with "
                              f"replay {self.ppm_config.replay} means {min(steps_seen, maxlen)}")
+        check_ids("candidate_queue", state["candidate_queue"], None, self.pool_size)
         check_array("last_pick", state["last_pick"], (self.pool_size,), "iu", low=-1, high=steps_seen)
-        data = state["calibration_data"]
-        if not isinstance(data, list | tuple | deque) or len(data) > self.calibration_window:
-            raise ValueError(f"state 'calibration_data' must be a list of at most {self.calibration_window} "
-                             f"(prediction, success) pairs, got {describe(data)}")
-        for i, entry in enumerate(data):
-            if not isinstance(entry, list | tuple) or len(entry) != 2:
-                raise ValueError(f"state 'calibration_data' entry {i} must be a (prediction, success) pair, got "
-                                 f"{describe(entry)}")
+        pairs = _pairs("calibration_data", state["calibration_data"], self.calibration_window, "prediction, success")
+        for i, entry in enumerate(pairs):
             for j, part in enumerate(("prediction", "success")):
                 check_array(f"calibration_data[{i}] {part}", entry[j], (self.batch_size,), low=0.0, high=1.0)
         pending = check_array("pending", state["pending"], (None,), low=0.0, high=1.0)
@@ -389,6 +408,7 @@ class GPS(SelectorAgent):
         self.history = deque(((np.asarray(b, dtype=np.int64).copy(), np.asarray(s, dtype=np.float64).copy())
                               for b, s in state["history"]), maxlen=self.ppm_config.replay + 1)
         self.steps_seen = int(state["steps_seen"])
+        self.candidate_queue = np.asarray(state["candidate_queue"], dtype=np.int64).copy()
         self.last_pick = np.asarray(state["last_pick"], dtype=np.int64).copy()
         self.calibration_data = deque(((np.asarray(p, dtype=np.float64).copy(), np.asarray(s, dtype=np.float64).copy())
                                        for p, s in state["calibration_data"]), maxlen=self.calibration_window)

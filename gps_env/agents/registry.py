@@ -105,6 +105,8 @@ SELECTORS: dict[str, SelectorEntry] = {
     "gps-min": SelectorEntry(_GPS, {"diversity": "min"}, "GPS reading: max-min diversity (PDTS)"),
     "gps-thompson": SelectorEntry(_GPS, {"draws": "thompson"}, "GPS reading: one latent draw per step (PDTS)"),
     "gps-warmup": SelectorEntry(_GPS, {"warmup": 10}, "GPS reading: 10 uniform steps first (PDTS)"),
+    "gps-epoch": SelectorEntry(_GPS, {"candidate_order": "epoch"},
+                               "GPS reading: candidates dealt as a shuffled dataloader's batches (verl, MoPPS code)"),
     "gps-pdts": SelectorEntry(_GPS, {"diversity": "min", "draws": "thompson", "candidates": 64, "warmup": 10},
                               "GPS with the conventions of its ancestor PDTS's code"),
     "gps-lam0": SelectorEntry(_GPS, {"lam": 0.0}, "GPS ablation: no diversity term (lam=0)"),

@@ -6,7 +6,8 @@ a policy) predicts per-prompt success, a *score* values each prompt, and an *opt
 - :mod:`~gps_env.selectors.scores`: per-prompt acquisition scores (``utility``, ``mixed_probability``,
   ``thompson_draws``, ``band_filter``, ``distance_to_band``).
 - :mod:`~gps_env.selectors.optimizers`: batch optimisers (``top_nearest_target``, ``pairing_choice``,
-  ``top_scored``) and the random candidate sets they run over (``candidate_count``, ``draw_candidates``).
+  ``top_scored``) and the random candidate sets they run over (``candidate_count``, ``draw_candidates``,
+  ``deal_candidates``: the next slice of a shuffled epoch).
 - :mod:`~gps_env.selectors.greedy`: GPS's greedy diversification, max-sum (``greedy_diverse``);
   :mod:`~gps_env.selectors.maxmin`: the max-min form of GPS's ancestor PDTS (``greedy_maxmin``).
 - :mod:`~gps_env.selectors.screen`: the greedy's screens over large pools, ``Float32Screen`` and ``BFloat16Screen``,
@@ -26,6 +27,7 @@ from gps_env.selectors.greedy import greedy_diverse
 from gps_env.selectors.maxmin import greedy_maxmin
 from gps_env.selectors.optimizers import (
     candidate_count,
+    deal_candidates,
     draw_candidates,
     pairing_choice,
     top_nearest_target,
@@ -38,6 +40,7 @@ __all__ = [
     "band_filter",
     "batch_terms",
     "candidate_count",
+    "deal_candidates",
     "distance_to_band",
     "draw_candidates",
     "greedy_diverse",

@@ -62,6 +62,39 @@ def draw_candidates(rng: np.random.Generator, pool_size: int, batch_size: int, r
     return rng.choice(pool_size, size=candidate_count(ratio, batch_size, pool_size, name=name), replace=False)
 
 
+def deal_candidates(rng: np.random.Generator, queue: np.ndarray, pool_size: int, count: int,
+                    allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The next ``count`` prompts of a shuffled epoch, as a dataloader deals its batches; and the queue left.
+
+    MoPPS's official code (github.com/thu-rllab/MoPPS, ``recipe/ours/our_ray_trainer.py``) scores the batches
+    of verl's dataloader, made ``ts_ratio`` × B large, over a ``RandomSampler``: each candidate set is the
+    next slice of a shuffled epoch, so every prompt is a candidate once per epoch. ``queue`` is the rest of
+    the current epoch (distinct pool ids; empty at the start); when it runs out a fresh permutation follows,
+    the prompts already dealt in this call moved to its end (no candidate twice in a set; the tail of an epoch
+    starts the next, as :class:`~gps_env.agents.Uniform` ``(epochs=True)``). ``allowed`` (a boolean mask over
+    the pool) drops the prompts it excludes as they are dealt: they miss this pass. At most ``allowed.sum()``
+    are returned.
+    """
+    queue = np.asarray(queue, dtype=np.int64)
+    if allowed is not None:
+        count = min(count, int(np.count_nonzero(allowed)))
+    dealt: list[np.ndarray] = []
+    have = 0
+    while have < count:
+        if queue.size == 0:
+            fresh = rng.permutation(pool_size).astype(np.int64)
+            if dealt:
+                seen = np.isin(fresh, np.concatenate(dealt))
+                fresh = np.concatenate([fresh[~seen], fresh[seen]])
+            queue = fresh
+        head, queue = queue[: count - have], queue[count - have :]
+        if allowed is not None:
+            head = head[allowed[head]]
+        dealt.append(head)
+        have += head.size
+    return np.concatenate(dealt) if dealt else np.empty(0, dtype=np.int64), queue
+
+
 def top_nearest_target(
     gamma: np.ndarray,
     b: int,
