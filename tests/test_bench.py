@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from gps_env import bench
 from gps_env.agents import Uniform, registry
@@ -195,6 +196,7 @@ def test_full_run_writes_everything(finished, capsys):
         for seed in SEEDS:
             recs = lines(out / "runs" / f"{s}-seed{seed}.jsonl")
             assert recs[0]["type"] == "start" and recs[-1]["type"] == "end"
+            assert recs[0]["torch_threads"] == torch.get_num_threads()  # what a bit-for-bit replay needs
             steps = [r for r in recs if r["type"] == "step"]
             evals = [r for r in recs if r["type"] == "eval"]
             assert [e["checkpoint"] for e in evals] == [0, 16, 32, 48]

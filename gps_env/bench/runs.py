@@ -116,8 +116,12 @@ def run_one(env: Any, selector: str, seed: int, budget: int, every: int, path: P
             f.write(json.dumps(json_safe(record)) + "\n")
             f.flush()
 
+        import torch  # the env has imported it already
+
+        # torch's thread count changes the summation order of some CPU kernels (GPS's PPM update among them),
+        # so a run replays bit for bit only with the same count: it is recorded with the run
         emit({"type": "start", "selector": selector, "seed": seed, "budget": budget,
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch_threads": torch.get_num_threads()})
         agent = SELECTORS[selector](env, seed)
         obs, _ = env.reset(seed=seed)
         start = time.perf_counter()
