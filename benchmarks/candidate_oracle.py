@@ -12,10 +12,10 @@ likelihood as well as ``--samples`` rollouts can tell it: each step it draws c·
 over the same candidate set (GPS's default reads c = 4) could reach with a perfect predictor of each prompt's
 success rate and no diversity term.
 
-It registers ``oracle-c2``, ``oracle-c4``, ``oracle-c8`` and ``oracle-c16`` in the bench's registry for this process only and
-runs ``gps-env bench`` with the Reasoning Gym v1 head-to-head's flags (B = 32, k = 8, 100 uniform steps'
-rollouts, transformers engine); the rollouts of its x-axis are the ones it trains on. ``--out`` may already
-hold runs of that configuration (uniform, gps, ...), which are kept.
+It registers ``oracle-c2``, ``oracle-c4``, ``oracle-c8`` and ``oracle-c16`` in the bench's registry for this
+process only and runs ``gps-env bench`` with the Reasoning Gym v1 head-to-head's flags (B = 32, k = 8, 100
+uniform steps' rollouts, transformers engine); the rollouts of its x-axis are the ones it trains on. ``--out``
+may already hold runs of that configuration (uniform, gps, ...), which are kept.
 """
 
 from __future__ import annotations
