@@ -414,6 +414,7 @@ def test_registry_builds_every_selector():
     assert agents["gps-nolatent"].ppm_config.latent_mode == "none"
     assert (agents["gps-cool"].cooldown, agents["gps-m-cool"].cooldown, agents["gps"].cooldown) == (10, 10, 0)
     assert isinstance(agents["gps-m-cool"], GPSMemory) and agents["gps-m-c16"].candidates == 16
+    assert agents["gps-c8"].candidates == agents["gps-m-c8"].candidates == 8 and agents["gps-m-c8"].cooldown == 0
     assert agents["gps"].ppm_config.latent_mode != "none"
     assert registry.MAIN_SELECTORS == ("uniform", "ds", "mopps", "pairing", "gps")
     probing = {"ds", "pairing", "pairing-fixed", "greso-probe", "speed-rl", "learnability"}

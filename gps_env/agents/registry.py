@@ -101,6 +101,7 @@ SELECTORS: dict[str, SelectorEntry] = {
                            "GPS-N (ours): GPS-M whose prior is corrected by the nearest already-seen prompts"),
     # GPS's other readings (docs/gps.md), each one change from the default
     "gps-pool": SelectorEntry(_GPS, {"candidates": None}, "GPS reading: the greedy over the whole pool"),
+    "gps-c8": SelectorEntry(_GPS, {"candidates": 8}, "GPS reading: 8B random candidates"),
     "gps-c16": SelectorEntry(_GPS, {"candidates": 16}, "GPS reading: 16B random candidates"),
     "gps-min": SelectorEntry(_GPS, {"diversity": "min"}, "GPS reading: max-min diversity (PDTS)"),
     "gps-thompson": SelectorEntry(_GPS, {"draws": "thompson"}, "GPS reading: one latent draw per step (PDTS)"),
@@ -116,6 +117,7 @@ SELECTORS: dict[str, SelectorEntry] = {
     # (ours) coverage: a prompt picked in the last 10 steps is not a candidate (docs/gps.md, "Cooldown")
     "gps-cool": SelectorEntry(_GPS, {"cooldown": 10}, "GPS with a 10-step cooldown (ours)"),
     "gps-m-cool": SelectorEntry(_GPS_M, {"cooldown": 10}, "GPS-M with a 10-step cooldown (ours)"),
+    "gps-m-c8": SelectorEntry(_GPS_M, {"candidates": 8}, "GPS-M over 8B random candidates (ours)"),
     "gps-m-c16": SelectorEntry(_GPS_M, {"candidates": 16, "cooldown": 10},
                                "GPS-M over 16B candidates with a 10-step cooldown (ours)"),
     # the ablations of the whole-pool reading (the default until December 2026), kept so their runs stay readable
