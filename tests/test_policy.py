@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -147,3 +148,13 @@ def test_damaged_shipped_weights_are_refused_naming_the_file(packaged, damage):
         match = "SHA256SUMS.json: unreadable"
     with pytest.raises(ValueError, match=match):
         warm_start(TINY_CONFIG, progress=False)
+
+
+@pytest.mark.parametrize("mix", ["default", "reasoning_gym_v1"])
+def test_both_worlds_warm_starts_ship_intact(mix):
+    """Each embedded world's warm start is in the package and matches its digests (no machine trains its own,
+    so every machine starts RL from the same weights)."""
+    path = policy.shipped(policy.default_policy(mix))
+    assert path is not None and path.parent == policy.PRETRAINED
+    record = json.loads((path / "warm_start.json").read_text())
+    assert record["config"] == json.loads(json.dumps(dataclasses.asdict(policy.default_policy(mix))))
