@@ -12,10 +12,11 @@ likelihood as well as ``--samples`` rollouts can tell it: each step it draws c·
 over the same candidate set (GPS's default reads c = 4) could reach with a perfect predictor of each prompt's
 success rate and no diversity term.
 
-It registers ``oracle-c2``, ``oracle-c4``, ``oracle-c8`` and ``oracle-c16`` in the bench's registry for this
-process only and runs ``gps-env bench`` with the Reasoning Gym v1 head-to-head's flags (B = 32, k = 8, 100
-uniform steps' rollouts, transformers engine); the rollouts of its x-axis are the ones it trains on. ``--out``
-may already hold runs of that configuration (uniform, gps, ...), which are kept.
+It registers ``oracle-c2``, ``oracle-c4``, ``oracle-c8`` and ``oracle-c16`` (``oracle-c8-s4`` and so on with
+``--samples 4``) in the bench's registry for this process only and runs ``gps-env bench`` with the Reasoning
+Gym v1 head-to-head's flags (B = 32, k = 8, 100 uniform steps' rollouts, transformers engine); the rollouts of
+its x-axis are the ones it trains on. ``--out`` may already hold runs of that configuration (uniform, gps,
+...), which are kept.
 """
 
 from __future__ import annotations
@@ -58,17 +59,22 @@ class CandidateOracle:
 
 
 BOUNDS = {f"oracle-c{c}": partial(CandidateOracle, candidates=float(c)) for c in (2, 4, 8, 16)}
+SAMPLES = 16  # the bound's default; another count is part of the selector's name (oracle-c8-s4), so that runs
+# of different counts never share a name in one directory
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--selectors", default="oracle-c4", help=f"comma list of {', '.join(BOUNDS)}; uniform is "
-                                                                  "added")
-    parser.add_argument("--samples", type=int, default=16, help="answers sampled per candidate to estimate its rate")
+    parser.add_argument("--selectors", default="oracle-c4", help=f"comma list of {', '.join(BOUNDS)} (with "
+                                                                  "-s<samples> unless --samples is 16); uniform "
+                                                                  "is added")
+    parser.add_argument("--samples", type=int, default=SAMPLES,
+                        help="answers sampled per candidate to estimate its rate")
     args = parser.parse_args()
-    SELECTORS.update({name: partial(bound, samples=args.samples) for name, bound in BOUNDS.items()})
+    suffix = "" if args.samples == SAMPLES else f"-s{args.samples}"
+    SELECTORS.update({name + suffix: partial(bound, samples=args.samples) for name, bound in BOUNDS.items()})
     torch.set_num_threads(1)  # the tiny policy is faster on one thread on a shared 2-core machine
     raise SystemExit(bench_main(["bench", "--world", "reasoning-gym", "--engine", "transformers", "--steps", "100",
                                  "--seeds", ",".join(map(str, args.seeds)), "--selectors", args.selectors,
