@@ -40,11 +40,10 @@ def main() -> None:
     args = parser.parse_args()
     env = build_env(BenchConfig.from_json((args.runs / "config.json").read_text()))
     selectors = args.selectors or [s for s in SELECTORS if (args.runs / "runs" / f"{s}-seed0.jsonl").exists()]
+    fallback = args.threads or torch.get_num_threads()  # for runs that do not record theirs
     for name in selectors:
         lines = (args.runs / "runs" / f"{name}-seed0.jsonl").read_text().splitlines()
-        threads = json.loads(lines[0]).get("torch_threads", args.threads)
-        if threads is not None:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(json.loads(lines[0]).get("torch_threads", fallback))
         records = [r for r in map(json.loads, lines) if r["type"] == "step"][: args.steps]
         agent = SELECTORS[name](env, 0)
         obs, _ = env.reset(seed=0)
